@@ -1,0 +1,27 @@
+# The README's two commands. Both create .venv on first use (pinned versions
+# from pyproject.toml) and need nothing but Python 3.11 and the package index.
+#   make smoke [BENCH=<folder>]   one CPU run on synthetic data, checked and timed
+#   make test                     the whole test suite
+BENCH ?= resnet50
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: smoke test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+smoke: $(STAMP)
+	bash common/smoke.sh $(BENCH)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf results data

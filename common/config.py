@@ -1,0 +1,157 @@
+"""Typed configuration from NVIDIA-style `config_*.sh` files.
+
+A config file exports shell variables (`BATCHSIZE`, `LR`, `DGXNNODES`, ...);
+each benchmark declares frozen dataclasses whose fields name the variable they
+come from (`env_field`). `load_configs` reads the values from the environment
+the launcher passed down (so `NUMEPOCHS=40 ./run_and_time.sh` overrides work),
+falling back to what the file itself exports, and rejects:
+
+- a required variable that is not set,
+- a variable the file exports that no dataclass knows (a typo, or a knob this
+  implementation does not have),
+- a value that does not parse as the field's type or is not one of its choices,
+
+each with an error naming the variable and the config file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+MISSING = dataclasses.MISSING
+
+# Variables bash itself sets in any shell; never "exported by" a config file.
+_SHELL_VARS = {"PWD", "OLDPWD", "SHLVL", "_"}
+
+# Variables the shell layer (run.sub, run_and_time.sh) reads and Python does not.
+SHELL_ONLY_VARS = {
+    "WALLTIME": "SLURM time limit in minutes (sbatch -t)",
+    "WALLTIME_MINUTES": "time limit of one experiment, used to compute WALLTIME",
+    "NEXP": "number of experiments run.sub runs back to back",
+    "SBATCH_NETWORK": "sbatch network option (e.g. sharp)",
+}
+
+
+class ConfigError(ValueError):
+    """A config file or the environment does not describe a valid run."""
+
+
+def env_field(env: str, help: str, default: Any = MISSING) -> Any:
+    """A dataclass field read from the environment variable `env`."""
+    return dataclasses.field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The run shape and submission identity shared by every benchmark."""
+
+    system: str = env_field("DGXSYSTEM", "config name without config_ and .sh")
+    nodes: int = env_field("DGXNNODES", "number of nodes")
+    gpus_per_node: int = env_field("DGXNGPU", "processes (GPUs) per node")
+    socket_cores: int = env_field("DGXSOCKETCORES", "CPU cores per socket", 0)
+    sockets: int = env_field("DGXNSOCKET", "CPU sockets per node", 0)
+    hyperthreads: int = env_field("DGXHT", "hardware threads per core", 1)
+    org: str = env_field("MLPERF_SUBMISSION_ORG", "submitting organisation", "mlperf-h100")
+    platform: str = env_field("MLPERF_SUBMISSION_PLATFORM",
+                              "platform logged as submission_platform; default <nodes>x<DGXSYSTEM>", "")
+    division: Literal["closed", "open"] = env_field("MLPERF_DIVISION", "submission division", "closed")
+    status: Literal["onprem", "cloud", "preview", "research"] = env_field(
+        "MLPERF_STATUS", "submission status", "onprem")
+
+    @property
+    def submission_platform(self) -> str:
+        return self.platform or f"{self.nodes}x{self.system}"
+
+
+def read_config_file(config_file: Path) -> dict[str, str]:
+    """What a config file exports, found by sourcing it in an empty environment."""
+    if not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    script = 'source "$1" >/dev/null && env -0'
+    proc = subprocess.run(["bash", "-c", script, "bash", str(config_file)],
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConfigError(f"{config_file}: sourcing failed: {proc.stderr.strip()}")
+    exported = dict(item.split("=", 1) for item in proc.stdout.split("\0") if "=" in item)
+    for name in _SHELL_VARS | {"PATH"}:
+        exported.pop(name, None)
+    return exported
+
+
+def _parse(raw: str, typ: Any, name: str, where: str, help: str) -> Any:
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: {name}={raw!r} is not {expected} ({help})")
+
+    if typing.get_origin(typ) is Literal:
+        choices = typing.get_args(typ)
+        if raw not in choices:
+            raise fail("one of " + ", ".join(map(str, choices)))
+        return raw
+    if typ is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise fail("a boolean (0/1)")
+    if typ is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise fail("an integer") from None
+    if typ is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise fail("a number") from None
+    if typ is str:
+        return raw
+    raise TypeError(f"unsupported config field type {typ!r} for {name}")
+
+
+def _build(cls: type, values: Mapping[str, str], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        name, help = f.metadata["env"], f.metadata["help"]
+        if name in values:
+            kwargs[f.name] = _parse(values[name], hints[f.name], name, where, help)
+        elif f.default is MISSING:
+            raise ConfigError(f"{where}: required variable {name} is not set ({help})")
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # a dataclass's own range checks
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def load_configs(config_file: Path, *classes: type,
+                 environ: Mapping[str, str] | None = None) -> tuple:
+    """Build one instance of each dataclass from `config_file` and `environ`."""
+    config_file = Path(config_file)
+    environ = os.environ if environ is None else environ
+    known = set(SHELL_ONLY_VARS)
+    for cls in classes:
+        known |= {f.metadata["env"] for f in dataclasses.fields(cls)}
+    exported = read_config_file(config_file)
+    unknown = sorted(set(exported) - known)
+    if unknown:
+        raise ConfigError(f"{config_file}: exports unknown variable(s) {', '.join(unknown)}; "
+                          f"this benchmark reads: {', '.join(sorted(known))}")
+    values = {**exported, **{k: v for k, v in environ.items() if k in known}}
+    return tuple(_build(cls, values, str(config_file)) for cls in classes)
+
+
+def describe(*classes: type) -> str:
+    """Help text: every variable, its meaning and default."""
+    lines = []
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            default = "required" if f.default is MISSING else f"default {f.default!r}"
+            lines.append(f"  {f.metadata['env']:<28} {f.metadata['help']} ({default})")
+    return "\n".join(lines)

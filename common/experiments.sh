@@ -1,0 +1,84 @@
+# Shared body of every run.sub and of `make smoke` (sourced, not run).
+#
+#   LAUNCHER=srun|local mlperf_experiments
+#
+# Runs NEXP timed experiments of the benchmark in BENCH_DIR. Each experiment
+# clears the page cache (and logs cache_clear), runs ./run_and_time.sh —
+# through srun, one task per GPU, in the container $CONT when it is set, or
+# directly on this node — tees everything into $LOGDIR/<DATESTAMP>_<i>.log and
+# runs the official compliance checker (ruleset 3.0.0) on that log. Every
+# experiment runs; the function fails if any training or any check failed.
+
+_mlperf_srun() {
+    if [[ -n "${CONT:-}" ]]; then
+        srun --container-image="${CONT}" \
+             --container-mounts="${DATADIR}:/data,${LOGDIR}:/results" \
+             --container-workdir="/workspace/mlperf/$(basename "${BENCH_DIR}")" \
+             --export=ALL,DATADIR=/data,LOGDIR=/results "$@"
+    else
+        srun --chdir="${BENCH_DIR}" "$@"
+    fi
+}
+
+_mlperf_clear_caches() {
+    local cleared=false
+    local drop='sync && if [[ $(id -u) -eq 0 ]]; then echo 3 > /proc/sys/vm/drop_caches; else sudo -n /sbin/sysctl -q vm.drop_caches=3; fi'
+    if [[ "${LAUNCHER}" == srun ]]; then
+        srun --ntasks="${SLURM_JOB_NUM_NODES}" --ntasks-per-node=1 bash -c "${drop}" 2>/dev/null && cleared=true
+    else
+        bash -c "${drop}" 2>/dev/null && cleared=true
+    fi
+    [[ "${cleared}" == true ]] ||
+        echo "WARNING: could not drop the page cache (needs root or sudo); logging cache_clear=false"
+    if [[ "${LAUNCHER}" == srun ]]; then
+        _mlperf_srun --ntasks=1 python3 -m common.mlperf_log cache_clear "${cleared}"
+    else
+        python3 -m common.mlperf_log cache_clear "${cleared}"
+    fi
+}
+
+_mlperf_launch() {
+    if [[ "${LAUNCHER}" == srun ]]; then
+        _mlperf_srun --ntasks-per-node="${DGXNGPU}" ./run_and_time.sh
+    else
+        (cd "${BENCH_DIR}" && ./run_and_time.sh)
+    fi
+}
+
+_mlperf_check() {
+    local log=$1
+    if [[ "${LAUNCHER}" == srun && -n "${CONT:-}" ]]; then
+        _mlperf_srun --ntasks=1 python3 -m compliance.check "/results/$(basename "${log}")"
+    else
+        python3 -m compliance.check "${log}"
+    fi
+}
+
+mlperf_experiments() {
+    : "${BENCH_DIR:?BENCH_DIR is not set}"
+    : "${LAUNCHER:?LAUNCHER must be srun or local}"
+    : "${DGXSYSTEM:?DGXSYSTEM is not set: source a config_*.sh file first}"
+    : "${DGXNGPU:?DGXNGPU is not set: source a config_*.sh file first}"
+    : "${DATADIR:?DATADIR is not set: point it at the dataset}"
+    : "${LOGDIR:?LOGDIR is not set: where the result logs go}"
+    local nexp=${NEXP:-1} datestamp=${DATESTAMP:-$(date +%y%m%d%H%M%S%N)}
+    local i log seed failures=()
+    mkdir -p "${LOGDIR}"
+    for (( i = 1; i <= nexp; i++ )); do
+        log="${LOGDIR}/${datestamp}_${i}.log"
+        # Every experiment needs its own seed (package checker); SEED fixes the first.
+        seed=$(( ${SEED:-$(( $(od -An -N4 -tu4 /dev/urandom) % 2147483648 ))} + i - 1 ))
+        echo "Beginning trial ${i} of ${nexp}: ${log}"
+        if ! { _mlperf_clear_caches && SEED=${seed} _mlperf_launch; } 2>&1 | tee "${log}"; then
+            failures+=("experiment ${i}: training failed (${log})")
+        fi
+        if ! _mlperf_check "${log}"; then
+            failures+=("experiment ${i}: compliance check failed (${log})")
+        fi
+    done
+    if (( ${#failures[@]} > 0 )); then
+        printf 'FAILED: %s\n' "${failures[@]}"
+        return 1
+    fi
+    echo "All ${nexp} experiment(s) passed; logs in ${LOGDIR}"
+}

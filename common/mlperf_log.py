@@ -1,0 +1,114 @@
+"""The one MLPerf logging layer: every `:::MLLOG` line of this repo goes through here.
+
+Only rank 0 writes (the rules want one log per run). `file`/`lineno` metadata
+point at the code that called these helpers, not at this module, so the seed
+checker and a reader of the log see the real call site.
+
+Run as a module it logs a single event, which is how the shell layer records
+`cache_clear` before the training process starts:
+
+    python3 -m common.mlperf_log cache_clear true
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping, TextIO
+
+from mlperf_logging.mllog import constants
+from mlperf_logging.mllog.mllog import MLLogger
+
+__all__ = ["MLPerfLogger", "constants"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Frames between mllog's get_caller and our caller: MLLogger._log_helper,
+# MLLogger.event/start/end, MLPerfLogger._log and MLPerfLogger.event/start/end.
+_MLLOG_FRAMES = 3
+
+
+class MLPerfLogger:
+    """Rank-aware wrapper around `mlperf_logging.mllog`.
+
+    `stream` receives every line (stdout by default, which `run.sub` tees into
+    the per-experiment log); `filename`, when given, receives a copy.
+    """
+
+    def __init__(self, rank: int = 0, filename: str | os.PathLike | None = None,
+                 stream: TextIO | None = None):
+        self.enabled = rank == 0
+        self._logger = logging.getLogger(f"mlperf.run.{id(self)}")
+        self._logger.propagate = False
+        self._logger.setLevel(logging.INFO)
+        self._handlers: list[logging.Handler] = []
+        if self.enabled:
+            self._handlers.append(logging.StreamHandler(stream or sys.stdout))
+            if filename is not None:
+                Path(filename).parent.mkdir(parents=True, exist_ok=True)
+                self._handlers.append(logging.FileHandler(filename))
+        for handler in self._handlers:
+            self._logger.addHandler(handler)
+        self._mllog = MLLogger(logger=self._logger, default_stack_offset=_MLLOG_FRAMES,
+                               root_dir=str(REPO_ROOT))
+
+    # depth: how many frames of this module sit between the caller and here.
+    def _log(self, kind: str, key: str, value: Any, metadata: Mapping | None, depth: int) -> None:
+        if not self.enabled:
+            return
+        method = getattr(self._mllog, kind)
+        method(key=key, value=value, metadata=dict(metadata) if metadata else None,
+               stack_offset=_MLLOG_FRAMES + depth)
+
+    def event(self, key: str, value: Any = None, metadata: Mapping | None = None,
+              depth: int = 0) -> None:
+        self._log("event", key, value, metadata, depth)
+
+    def start(self, key: str, value: Any = None, metadata: Mapping | None = None,
+              depth: int = 0) -> None:
+        self._log("start", key, value, metadata, depth)
+
+    def end(self, key: str, value: Any = None, metadata: Mapping | None = None,
+            depth: int = 0) -> None:
+        self._log("end", key, value, metadata, depth)
+
+    def events(self, values: Mapping[str, Any], depth: int = 0) -> None:
+        """Log one POINT_IN_TIME event per item (hyperparameters and the like)."""
+        for key, value in values.items():
+            self.event(key, value, depth=depth + 1)
+
+    def flush(self) -> None:
+        """Push every line to disk; called after `run_stop` and on abort."""
+        for handler in self._handlers:
+            handler.flush()
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.FileHandler) and stream is not None:
+                os.fsync(stream.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        for handler in self._handlers:
+            self._logger.removeHandler(handler)
+            handler.close()
+        self._handlers.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python3 -m common.mlperf_log KEY JSON_VALUE", file=sys.stderr)
+        return 2
+    key, raw = argv
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        print(f"common.mlperf_log: value for {key} must be JSON, got {raw!r}", file=sys.stderr)
+        return 2
+    MLPerfLogger().event(key, value)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

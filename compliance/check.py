@@ -1,0 +1,98 @@
+"""Check MLPerf result logs with the official compliance checker, ruleset 3.0.0.
+
+    python3 -m compliance.check LOG [LOG ...]
+
+For each log: the checker's verdict (`SUCCESS`/`FAILED`) and its messages,
+then the run's status and time to target (run_start to run_stop). Exits 1 if
+any log fails. The ruleset is always named: the checker's default is newer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+RULESET = "3.0.0"
+USAGE = "training"
+MLLOG_PREFIX = ":::MLLOG "
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    benchmark: str | None
+    status: str | None
+    minutes: float | None
+    synthetic: bool
+    seed: int | None
+    org: str | None
+
+
+def read_events(path: Path) -> list[dict]:
+    events = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        index = line.find(MLLOG_PREFIX)
+        if index >= 0:
+            try:
+                events.append(json.loads(line[index + len(MLLOG_PREFIX):]))
+            except json.JSONDecodeError:
+                continue  # the checker reports malformed lines itself
+    return events
+
+
+def summarize(path: Path) -> RunSummary:
+    values: dict = {}
+    times: dict = {}
+    status = None
+    for event in read_events(path):
+        key = event.get("key")
+        values.setdefault(key, event.get("value"))
+        if key in ("run_start", "run_stop"):
+            times[key] = event["time_ms"]
+        if key == "run_stop":
+            status = event.get("metadata", {}).get("status")
+    minutes = ((times["run_stop"] - times["run_start"]) / 60000
+               if {"run_start", "run_stop"} <= times.keys() else None)
+    return RunSummary(benchmark=values.get("submission_benchmark"), status=status, minutes=minutes,
+                      synthetic=bool(values.get("data_synthetic", False)), seed=values.get("seed"),
+                      org=values.get("submission_org"))
+
+
+def run_checker(path: Path) -> tuple[bool, str]:
+    """(passed, checker output) from `python3 -m mlperf_logging.compliance_checker`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlperf_logging.compliance_checker", "--usage", USAGE,
+             "--ruleset", RULESET, "--log_output", str(Path(tmp) / "checker.log"), str(path)],
+            capture_output=True, text=True)
+    output = (proc.stdout + proc.stderr).strip()
+    return proc.returncode == 0 and "SUCCESS" in output, output
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    all_passed = True
+    for log in args.logs:
+        if not log.is_file():
+            print(f"{log}: no such log file")
+            all_passed = False
+            continue
+        passed, output = run_checker(log)
+        all_passed &= passed
+        print(f"== compliance_checker --usage {USAGE} --ruleset {RULESET} {log}")
+        print(output)
+        run = summarize(log)
+        minutes = f"{run.minutes:.3f} min" if run.minutes is not None else "n/a (no run_start/run_stop)"
+        data = "synthetic data" if run.synthetic else "real data"
+        print(f"{log.name}: {'SUCCESS' if passed else 'FAILED'}; benchmark {run.benchmark}, "
+              f"run_stop status {run.status}, time to target {minutes}, {data}")
+    return 0 if all_passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""A system description (MLPerf system JSON) of the machine this runs on, for CPU dry runs.
+
+    python3 -m compliance.describe_host > host.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+from pathlib import Path
+
+import torch
+
+from compliance.package_fields import SYSTEM_FIELDS
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _memory() -> str:
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 2**20:.1f} GB"
+    return ""
+
+
+def describe_host() -> dict:
+    hostname = socket.gethostname().split(".")[0] or "host"
+    name = "cpu_dryrun_" + "".join(c if c.isalnum() else "_" for c in hostname)
+    desc = {field: "" for field in SYSTEM_FIELDS}
+    desc.update({
+        "submitter": "", "division": "closed", "status": "research", "system_name": name,
+        "number_of_nodes": "1", "host_processors_per_node": "1",
+        "host_processor_model_name": _cpu_model(),
+        "host_processor_core_count": str(len(os.sched_getaffinity(0))),
+        "host_memory_capacity": _memory(), "accelerators_per_node": "0",
+        "accelerator_model_name": "none (CPU)", "framework": f"PyTorch {torch.__version__}",
+        "other_software_stack": {"python": platform.python_version()},
+        "operating_system": platform.platform(),
+        "sw_notes": "CPU dry run of the pipeline.",
+    })
+    return desc
+
+
+if __name__ == "__main__":
+    print(json.dumps(describe_host(), indent=4))

@@ -1,0 +1,63 @@
+"""ResNet-50 v1.5 run configuration: NVIDIA's variable names mapped onto typed fields.
+
+Rule-fixed values (target, eval period, schedule shape, LARS epsilon) are in
+`RULES`, not in config files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.config import env_field
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Fixed by the MLPerf Training v3.0 rules and `closed_resnet_lars.yaml`."""
+
+    benchmark: str = "resnet"
+    target_top1: float = 0.759  # eval_accuracy >= 0.7590
+    num_classes: int = 1000
+    eval_period_epochs: int = 4  # rules: eval every 4 epochs, first-eval offset 0-3
+    poly_power: int = 2
+    end_lr: float = 1e-4
+    lars_epsilon: float = 0.0
+    label_smoothing_choices: tuple = (0.0, 0.1)
+
+
+RULES = Rules()
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """Hyperparameters and fast-path switches for one run."""
+
+    batch_size: int = env_field("BATCHSIZE", "per-process (per-GPU) training batch size")
+    lr: float = env_field("LR", "LARS base learning rate at the peak of warmup")
+    warmup_epochs: int = env_field("WARMUP_EPOCHS", "epochs of linear learning-rate warmup")
+    num_epochs: int = env_field("NUMEPOCHS", "epochs the polynomial decay spans (and the training budget)")
+    eval_offset: int = env_field("EVAL_OFFSET", "first evaluation after EVAL_OFFSET+1 epochs (0-3)")
+    weight_decay: float = env_field("WD", "LARS weight decay, 1e-4 * 2^N (not applied to BN and bias)")
+    momentum: float = env_field("MOM", "LARS momentum")
+    lars_eta: float = env_field("LARSETA", "LARS trust coefficient", 0.001)
+    label_smoothing: float = env_field("LABELSMOOTHING", "label smoothing (0 or 0.1)", 0.1)
+    eval_batch_size: int = env_field("EVAL_BATCHSIZE", "per-process eval batch size (0: BATCHSIZE)", 0)
+    image_size: int = env_field("IMAGE_SIZE", "training crop size; 224 for the real benchmark", 224)
+    num_workers: int = env_field("DATALOADER_WORKERS", "data-loading worker processes per rank", 4)
+    device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train", "auto")
+    precision: Literal["fp32", "bf16"] = env_field("PRECISION", "autocast precision on GPU", "fp32")
+    channels_last: bool = env_field("CHANNELS_LAST", "NHWC memory format (GPU fast path)", False)
+    use_dali: bool = env_field("USE_DALI", "decode and augment on the GPU with NVIDIA DALI", False)
+    torch_compile: bool = env_field("TORCH_COMPILE", "torch.compile the model", False)
+
+    def __post_init__(self):
+        if not 0 <= self.eval_offset < RULES.eval_period_epochs:
+            raise ValueError(f"EVAL_OFFSET={self.eval_offset} must be in 0..{RULES.eval_period_epochs - 1}")
+        if self.label_smoothing not in RULES.label_smoothing_choices:
+            raise ValueError(f"LABELSMOOTHING={self.label_smoothing} must be 0 or 0.1 (rules)")
+        if self.warmup_epochs >= self.num_epochs:
+            raise ValueError(f"WARMUP_EPOCHS={self.warmup_epochs} must be < NUMEPOCHS={self.num_epochs}")
+
+    @property
+    def eval_batch(self) -> int:
+        return self.eval_batch_size or self.batch_size

@@ -1,0 +1,20 @@
+# NVIDIA v3.0 ResNet-50 config for 8x DGX H100 (mlcommons/training_results_v3.0, NVIDIA/benchmarks/resnet/implementations/mxnet/config_DGXH100_multi_8x8x50.sh):
+# 8 nodes x 8 GPUs x 50 images x 1 = global batch 3200.
+source "$(dirname "${BASH_SOURCE[0]}")/config_DGXH100_common.sh"
+
+## DL params
+export BATCHSIZE=50
+export LR=11.0
+export WARMUP_EPOCHS=2
+export EVAL_OFFSET=2         # first eval after epoch 3, target epoch 35
+export WD=5.0e-05
+export MOM=0.9
+export LARSETA=0.001
+export LABELSMOOTHING=0.1
+export NUMEPOCHS=${NUMEPOCHS:-37}
+
+## System run params
+export DGXNNODES=8
+export DGXSYSTEM=$(basename "$(readlink -f "${BASH_SOURCE[0]}")" | sed 's/^config_//; s/\.sh$//')
+export WALLTIME_MINUTES=6
+export WALLTIME=$(( ${NEXP:-1} * WALLTIME_MINUTES + 6 ))
