@@ -87,6 +87,7 @@ def load_system(system: str, org: str, dry_run: bool) -> dict:
 
 def copy_implementation(bench: str, dest: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    dest.mkdir(parents=True)
     for name in IMPLEMENTATION_FILES + [bench]:
         source = REPO_ROOT / name
         if source.is_dir():
@@ -127,6 +128,25 @@ def check_package(org_dir: Path, dry_run: bool) -> tuple[bool, str]:
     return PACKAGE_SUCCESS in output, output
 
 
+def score_table(summary_json: Path, benchmark: str) -> str:
+    """The summarizer's score (olympic mean of run times, minutes) as a table.
+
+    With --csv the summarizer writes summary_detailed.json next to the CSV;
+    it prints only the table's heading itself.
+    """
+    if not summary_json.is_file():
+        return f"no score: the result summarizer wrote no {summary_json.name}"
+    rows = ["| system | benchmark | score (min) | global batch | epochs to converge | RCP |",
+            "|---|---|---:|---:|---:|---|"]
+    for row in json.loads(summary_json.read_text()):
+        score = row.get(f"{benchmark}:time_to_train")
+        if score is None:
+            continue
+        rows.append(f"| {row['system']} | {benchmark} | {score:.3f} | {row.get(f'{benchmark}:GBS')} "
+                    f"| {row.get(f'{benchmark}:samples_to_converge')} | {row.get(f'{benchmark}:RCP')} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logs", nargs="+", type=Path, help="result logs, one per run")
@@ -155,9 +175,12 @@ def main(argv=None) -> int:
     results_dir = org_dir / "results" / system_desc["system_name"] / spec.mlperf_name
     print(f"== rcp_checker {results_dir}")
     print(run_tool(["mlperf_logging.rcp_checker", str(results_dir), "--rcp_usage", USAGE,
-                    "--rcp_version", RULESET], args.out))
+                    "--rcp_version", RULESET, "--log_output", str(args.out / "rcp_checker.log")], args.out))
     print(f"== result_summarizer {org_dir} {USAGE} {RULESET}")
-    print(run_tool(["mlperf_logging.result_summarizer", str(org_dir), USAGE, RULESET], args.out))
+    csv = args.out / "summary.csv"
+    print(run_tool(["mlperf_logging.result_summarizer", str(org_dir), USAGE, RULESET, "--csv", str(csv)],
+                   args.out))
+    print(score_table(args.out / "summary_detailed.json", spec.mlperf_name))
     print(f"package checker: {'SUCCESS' if ok else 'FAILED'}{' (dry run, RCP bypassed)' if args.dry_run else ''}")
     return 0 if ok else 1
 

@@ -117,7 +117,9 @@ class Trainer:
         stats = torch.zeros(3, device=self.device)  # loss sum, steps, non-finite steps
         steps_in_block = 0
         for epoch in range(block.first_epoch, block.last_epoch + 1):
-            self.train_loader.sampler.set_epoch(epoch)
+            sampler = getattr(self.train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):  # DistributedSampler; DALI reshuffles by itself
+                sampler.set_epoch(epoch)
             for images, labels in self.train_loader:
                 images, labels = self._to_device(images, labels)
                 lr = poly_warmup_lr(self.step, base_lr=self.cfg.lr, end_lr=RULES.end_lr,

@@ -1,0 +1,90 @@
+"""End-to-end CPU runs of the real ResNet-50 through run_and_time.sh (minutes)."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from common.config import ConfigError
+from compliance.check import run_checker, summarize
+from resnet50 import train
+from tests.conftest import REPO, RESNET_CPU_CONFIG, mllog_events, run_bash
+
+pytestmark = pytest.mark.slow
+
+
+def accuracies(log):
+    return [e["value"] for e in mllog_events(log) if e["key"] == "eval_accuracy"]
+
+
+def test_cpu_runs_reach_the_target_and_pass_the_compliance_checker(resnet_cpu_experiments):
+    proc, logs = resnet_cpu_experiments
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(logs) == 5
+    for log in logs:
+        passed, output = run_checker(log)
+        assert passed, output
+        run = summarize(log)
+        assert (run.benchmark, run.status, run.synthetic) == ("resnet", "success", True)
+        assert 0.759 <= accuracies(log)[-1] < 1.0
+        text = log.read_text()
+        assert "cache_clear" in text and "RESULT,resnet," in text
+    assert len({summarize(log).seed for log in logs}) == 5
+
+
+def test_two_process_torchrun_gloo_run_logs_from_rank_0_only(synthetic_imagenet, tmp_path):
+    proc = run_bash(f'export BENCH_DIR="{REPO}/resnet50"; source common/experiments.sh; '
+                    "LAUNCHER=local mlperf_experiments",
+                    env={"DATADIR": str(synthetic_imagenet), "LOGDIR": str(tmp_path), "NEXP": "1",
+                         "DATESTAMP": "torchrun", "DGXNGPU": "2", "BATCHSIZE": "32"})
+    log = tmp_path / "torchrun_1.log"
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    events = mllog_events(log)
+    assert [e["key"] for e in events].count("init_start") == 1  # rank 1 is silent
+    assert next(e["value"] for e in events if e["key"] == "global_batch_size") == 64
+    passed, output = run_checker(log)
+    assert passed, output
+
+
+def _train_env(**overrides):
+    """This process's environment with the CPU config sourced, plus overrides."""
+    out = subprocess.run(["bash", "-c", f'source "{RESNET_CPU_CONFIG}" && env -0'],
+                         capture_output=True, text=True, check=True).stdout
+    env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+    env.update(overrides)
+    return env
+
+
+def test_sigterm_mid_training_ends_the_log_with_run_stop_aborted(synthetic_imagenet, tmp_path):
+    log = tmp_path / "sigterm.log"
+    proc = subprocess.Popen([sys.executable, "-m", "resnet50.train", "--data-dir", str(synthetic_imagenet),
+                             "--seed", "11", "--log-file", str(log)],
+                            cwd=REPO, env=_train_env(), stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if '"key": "block_start"' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    last = mllog_events(log)[-1]
+    assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"
+
+
+def test_non_finite_loss_aborts_with_a_complete_log(synthetic_imagenet, tmp_path):
+    log = tmp_path / "nan.log"
+    proc = subprocess.run([sys.executable, "-m", "resnet50.train", "--data-dir", str(synthetic_imagenet),
+                           "--seed", "12", "--log-file", str(log)],
+                          cwd=REPO, env=_train_env(LR="1e30"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "NonFiniteLoss" in proc.stderr + proc.stdout
+    last = mllog_events(log)[-1]
+    assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"
+
+
+def test_missing_config_variable_is_named_with_the_file(tmp_path, synthetic_imagenet):
+    config = tmp_path / "config_BROKEN_1x1x8x1.sh"
+    text = RESNET_CPU_CONFIG.read_text().replace("export LR=6.0\n", "")
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=rf"{config}: required variable LR is not set"):
+        train.main(["--data-dir", str(synthetic_imagenet), "--config", str(config)])

