@@ -147,6 +147,15 @@ def load_configs(config_file: Path, *classes: type,
     return tuple(_build(cls, values, str(config_file)) for cls in classes)
 
 
+def default_config_file(bench_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """`<bench_dir>/config_$DGXSYSTEM.sh`: the file the launcher sourced."""
+    environ = os.environ if environ is None else environ
+    system = environ.get("DGXSYSTEM")
+    if not system:
+        raise ConfigError("DGXSYSTEM is not set: source a config_*.sh file first, or pass --config")
+    return Path(bench_dir) / f"config_{system}.sh"
+
+
 def describe(*classes: type) -> str:
     """Help text: every variable, its meaning and default."""
     lines = []

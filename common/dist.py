@@ -31,10 +31,6 @@ class DistEnv:
     master_port: int
     launcher: str  # "torchrun" | "slurm" | "single"
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
 
 def first_host(nodelist: str) -> str:
     """First host of a SLURM node list: 'gpu[003-005,009],cpu1' -> 'gpu003'."""

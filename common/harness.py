@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-import torch
-
 from common.config import SystemConfig
 from common.mlperf_log import MLPerfLogger, constants
 
@@ -60,12 +58,6 @@ def epoch_blocks(num_epochs: int, period: int, offset: int) -> list[Block]:
         blocks.append(Block(first, last - first + 1))
         first, last = last + 1, last + period
     return blocks
-
-
-def check_finite(loss: torch.Tensor, where: str) -> None:
-    """Raise NonFiniteLoss unless every element is finite (a device sync on GPU)."""
-    if not bool(torch.isfinite(loss).all()):
-        raise NonFiniteLoss(f"non-finite training loss {loss.tolist()} at {where}")
 
 
 class MLPerfRun:

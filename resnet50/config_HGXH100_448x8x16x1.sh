@@ -1,21 +1,6 @@
-# NVIDIA+CoreWeave v3.0 ResNet-50 config for 448x CoreWeave HGX H100 (mlcommons/training_results_v3.0, NVIDIA_CoreWeave/benchmarks/resnet/implementations/mxnet/config_DGXH100_multi_448x8x16.sh):
-# 448 nodes x 8 GPUs x 16 images x 1 = global batch 57344.
-source "$(dirname "${BASH_SOURCE[0]}")/config_DGXH100_common.sh"
-export DGXSOCKETCORES=32  # Xeon Platinum 8462Y+
-
-## DL params
-export BATCHSIZE=16
-export LR=23.0
-export WARMUP_EPOCHS=32
-export EVAL_OFFSET=0         # first eval after epoch 1, target epoch 77
-export WD=2.5e-05
-export MOM=0.95
-export LARSETA=0.001
-export LABELSMOOTHING=0.1
-export NUMEPOCHS=${NUMEPOCHS:-78}
-
-## System run params
-export DGXNNODES=448
+# NVIDIA+CoreWeave v3.0 ResNet-50 config for 448x CoreWeave HGX H100 (mlcommons/training_results_v3.0,
+# NVIDIA_CoreWeave/benchmarks/resnet/implementations/mxnet/config_DGXH100_multi_448x8x16.sh): the same
+# hyperparameters as NVIDIA's 448-node DGX H100 run, on Xeon Platinum 8462Y+ hosts.
+source "$(dirname "${BASH_SOURCE[0]}")/config_DGXH100_448x8x16x1.sh"
+export DGXSOCKETCORES=32
 export DGXSYSTEM=$(basename "$(readlink -f "${BASH_SOURCE[0]}")" | sed 's/^config_//; s/\.sh$//')
-export WALLTIME_MINUTES=7
-export WALLTIME=$(( ${NEXP:-1} * WALLTIME_MINUTES + 25 ))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import secrets
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from common import dist
-from common.config import SystemConfig, load_configs
+from common.config import SystemConfig, default_config_file, describe, load_configs
 from common.harness import Block, MLPerfRun, NonFiniteLoss, epoch_blocks, train_to_target
 from common.mlperf_log import MLPerfLogger, constants
 from resnet50 import data
@@ -38,7 +37,9 @@ FINITE_CHECK_EVERY = 50
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, ResNetConfig))
     parser.add_argument("--data-dir", type=Path, required=True, help="ImageNet root with train/ and val/")
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (default: config_$DGXSYSTEM.sh next to this script)")
@@ -46,10 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--log-file", type=Path, default=None, help="also write the MLPerf log here")
     args = parser.parse_args(argv)
     if args.config is None:
-        system = os.environ.get("DGXSYSTEM")
-        if not system:
-            parser.error("DGXSYSTEM is not set: source a config_*.sh file first, or pass --config")
-        args.config = BENCH_DIR / f"config_{system}.sh"
+        args.config = default_config_file(BENCH_DIR)
     return args
 
 
@@ -65,10 +63,9 @@ def apply_fast_paths(model: nn.Module, cfg: ResNetConfig, device: torch.device) 
 class Trainer:
     """Holds the model, optimizer and loaders of one run; `train_block`/`evaluate` feed the harness."""
 
-    def __init__(self, cfg: ResNetConfig, denv: dist.DistEnv, device: torch.device, loaders, seed: int):
+    def __init__(self, cfg: ResNetConfig, denv: dist.DistEnv, device: torch.device, loaders):
         self.cfg, self.denv, self.device = cfg, denv, device
         self.train_loader, self.val_loader, self.train_samples, self.eval_samples = loaders
-        self.seed = seed
         model = apply_fast_paths(build_resnet50(RULES.num_classes), cfg, device)
         self.model = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
                       if denv.world_size > 1 else model)
@@ -183,7 +180,7 @@ def main(argv=None) -> int:
                 args.data_dir, image_size=cfg.image_size, batch_size=cfg.batch_size,
                 eval_batch_size=cfg.eval_batch, num_workers=cfg.num_workers, rank=denv.rank,
                 world_size=denv.world_size, seed=seed, pin_memory=device.type == "cuda")
-        trainer = Trainer(cfg, denv, device, loaders, seed)
+        trainer = Trainer(cfg, denv, device, loaders)
         logger.events(trainer.hyperparameters())
         logger.event("data_synthetic", data.is_synthetic(args.data_dir))
         run.start_timed_region()

@@ -3,7 +3,7 @@ from typing import Literal
 
 import pytest
 
-from common.config import ConfigError, SystemConfig, env_field, load_configs
+from common.config import ConfigError, SystemConfig, default_config_file, env_field, load_configs
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,10 @@ def test_ill_typed_variable_names_it_the_file_and_the_type(tmp_path, line, messa
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_configs(tmp_path / "config_NOPE.sh", SystemConfig, environ={})
+
+
+def test_default_config_file_comes_from_dgxsystem(tmp_path):
+    assert default_config_file(tmp_path, {"DGXSYSTEM": "DGXH100_1x8x400x1"}) == \
+        tmp_path / "config_DGXH100_1x8x400x1.sh"
+    with pytest.raises(ConfigError, match="DGXSYSTEM is not set"):
+        default_config_file(tmp_path, {})
