@@ -28,12 +28,16 @@ MISSING = dataclasses.MISSING
 # Variables bash itself sets in any shell; never "exported by" a config file.
 _SHELL_VARS = {"PWD", "OLDPWD", "SHLVL", "_"}
 
-# Variables the shell layer (run.sub, run_and_time.sh) reads and Python does not.
+# Variables config files may export that the Python side does not read: the
+# shell layer's, sbatch's own, and the node description of NVIDIA's configs.
 SHELL_ONLY_VARS = {
     "WALLTIME": "SLURM time limit in minutes (sbatch -t)",
     "WALLTIME_MINUTES": "time limit of one experiment, used to compute WALLTIME",
     "NEXP": "number of experiments run.sub runs back to back",
-    "SBATCH_NETWORK": "sbatch network option (e.g. sharp)",
+    "SBATCH_NETWORK": "read by sbatch itself (e.g. sharp)",
+    "DGXSOCKETCORES": "CPU cores per socket (node description)",
+    "DGXNSOCKET": "CPU sockets per node (node description)",
+    "DGXHT": "hardware threads per core (node description)",
 }
 
 
@@ -53,9 +57,6 @@ class SystemConfig:
     system: str = env_field("DGXSYSTEM", "config name without config_ and .sh")
     nodes: int = env_field("DGXNNODES", "number of nodes")
     gpus_per_node: int = env_field("DGXNGPU", "processes (GPUs) per node")
-    socket_cores: int = env_field("DGXSOCKETCORES", "CPU cores per socket", 0)
-    sockets: int = env_field("DGXNSOCKET", "CPU sockets per node", 0)
-    hyperthreads: int = env_field("DGXHT", "hardware threads per core", 1)
     org: str = env_field("MLPERF_SUBMISSION_ORG", "submitting organisation", "mlperf-h100")
     platform: str = env_field("MLPERF_SUBMISSION_PLATFORM",
                               "platform logged as submission_platform; default <nodes>x<DGXSYSTEM>", "")

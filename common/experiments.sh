@@ -39,7 +39,9 @@ _mlperf_clear_caches() {
 
 _mlperf_launch() {
     if [[ "${LAUNCHER}" == srun ]]; then
-        _mlperf_srun --ntasks-per-node="${DGXNGPU}" ./run_and_time.sh
+        # --kill-on-bad-exit: a rank that dies takes the others down instead of
+        # leaving them blocked in a collective until the NCCL/gloo timeout.
+        _mlperf_srun --ntasks-per-node="${DGXNGPU}" --kill-on-bad-exit=1 ./run_and_time.sh
     else
         (cd "${BENCH_DIR}" && ./run_and_time.sh)
     fi

@@ -6,6 +6,9 @@ submission block, `init_stop`/`run_start` when the timed region begins, and
 way but through `succeed()` — an exception, a non-finite loss, SIGTERM (what
 SLURM sends at the time limit) or running out of epochs — logs `run_stop`
 with status `aborted`, and the log is flushed before the exception goes on.
+That holds for the logging process (rank 0); when another rank dies, its
+launcher ends the others (torchrun does; run.sub uses srun --kill-on-bad-exit),
+which reach rank 0 as SIGTERM.
 
 `train_to_target` runs blocks of training, each followed by one evaluation
 (the rules' cadence is the benchmark's choice of blocks), and stops at the

@@ -13,6 +13,10 @@ mlperf_run_and_time() {
     : "${DGXSYSTEM:?DGXSYSTEM is not set: source a config_*.sh file first}"
     : "${DGXNGPU:?DGXNGPU is not set: source a config_*.sh file first}"
     local seed=${SEED:-$(( $(od -An -N4 -tu4 /dev/urandom) % 2147483648 ))}
+    # The repo root (parent of this file's folder) makes common/ and the benchmark
+    # importable whether or not the project is pip-installed.
+    PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)${PYTHONPATH:+:${PYTHONPATH}}"
+    export PYTHONPATH
     local rank=0
     [[ -n "${SLURM_STEP_ID:-}" ]] && rank=${SLURM_PROCID:-0}
 

@@ -15,5 +15,4 @@ export DATADIR=${DATADIR:-${repo}/data/${bench}-synthetic}
 export LOGDIR=${LOGDIR:-${repo}/results/${bench}}
 export NEXP=1
 python3 -m "${bench}.data" synthesize "${DATADIR}"
-source "${repo}/common/experiments.sh"
-LAUNCHER=local mlperf_experiments
+exec "${repo}/common/run_local.sh"

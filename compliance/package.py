@@ -51,7 +51,8 @@ BENCHMARKS = {
     "rnnt": BenchmarkSpec("rnnt", 10),
 }
 
-IMPLEMENTATION_FILES = ["README.md", "pyproject.toml", "Dockerfile.base", "common", "compliance"]
+IMPLEMENTATION_FILES = ["README.md", "pyproject.toml", "Dockerfile.base", "requirements-container.txt",
+                        "common", "compliance"]
 
 
 class PackageError(RuntimeError):
@@ -160,7 +161,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     spec = BENCHMARKS[args.bench]
+    # the checkers run with --out as their working directory: make every path absolute
+    args.out, args.logs = args.out.resolve(), [log.resolve() for log in args.logs]
     try:
+        if not (REPO_ROOT / args.bench / "train.py").is_file():
+            raise PackageError(f"{args.bench}/ has no implementation in this checkout yet")
         validate_logs(args.logs, spec, args.org, args.dry_run)
         system_desc = load_system(args.system, args.org, args.dry_run)
         org_dir = build_tree(args.out, args.org, system_desc, args.bench, args.logs)

@@ -11,7 +11,7 @@ export WD=2.5e-05
 export MOM=0.95
 export LARSETA=0.001
 export LABELSMOOTHING=0.1
-export NUMEPOCHS=${NUMEPOCHS:-78}
+export NUMEPOCHS=78
 
 ## System run params
 export DGXNNODES=448

@@ -11,7 +11,7 @@ export WD=5.0e-05
 export MOM=0.9
 export LARSETA=0.001
 export LABELSMOOTHING=0.1
-export NUMEPOCHS=${NUMEPOCHS:-37}
+export NUMEPOCHS=37
 
 ## System run params
 export DGXNNODES=8

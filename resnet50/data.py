@@ -1,6 +1,6 @@
 """ImageNet in its raw folder layout, and a synthetic dataset written in that same layout.
 
-Layout (FACTS §6): `<root>/train/<wnid>/*.JPEG` and `<root>/val/<wnid>/*.JPEG`
+Layout (the raw ImageNet release, validation sorted into class folders): `<root>/train/<wnid>/*.JPEG` and `<root>/val/<wnid>/*.JPEG`
 (validation sorted into wnid folders); labels are 0-based in sorted wnid order.
 ImageNet's quirks are handled by decoding with PIL and converting to RGB:
 grayscale and CMYK JPEGs, and a PNG named `.JPEG`, all load.

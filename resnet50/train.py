@@ -1,9 +1,10 @@
 """Train ResNet-50 v1.5 to 75.9% top-1 on ImageNet (MLPerf Training v3.0, closed, LARS).
 
-Launch on one DGX H100 (8 processes, torchrun):
-    source config_DGXH100_1x8x400x1.sh && DATADIR=/data/imagenet LOGDIR=/results ./run_and_time.sh
+Launch on one DGX H100 without SLURM (torchrun, 8 processes, 5 logged experiments):
+    source config_DGXH100_1x8x400x1.sh && DATADIR=/data/imagenet LOGDIR=$PWD/results NEXP=5 ../common/run_local.sh
 on many nodes (one srun task per GPU):
-    source config_DGXH100_8x8x50x1.sh && sbatch -N $DGXNNODES -t $WALLTIME run.sub
+    export NEXP=5; source config_DGXH100_8x8x50x1.sh
+    CONT=<image> DATADIR=/data/imagenet LOGDIR=$PWD/results sbatch -N $DGXNNODES -t $WALLTIME run.sub
 
 The learning rate is set per global batch in the config files (NVIDIA's
 published values: LR 11.0 at 8 x 400 = 3,200; 22.0 at 512 x 40 = 20,480),
@@ -64,7 +65,7 @@ class Trainer:
     """Holds the model, optimizer and loaders of one run; `train_block`/`evaluate` feed the harness."""
 
     def __init__(self, cfg: ResNetConfig, denv: dist.DistEnv, device: torch.device, loaders):
-        self.cfg, self.denv, self.device = cfg, denv, device
+        self.cfg, self.device = cfg, device
         self.train_loader, self.val_loader, self.train_samples, self.eval_samples = loaders
         model = apply_fast_paths(build_resnet50(RULES.num_classes), cfg, device)
         self.model = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -171,10 +172,12 @@ def main(argv=None) -> int:
         dist.init_distributed(denv, device)
         seed = dist.broadcast_int(args.seed if args.seed is not None else secrets.randbelow(2**31), device)
         run.log_seed(seed)
-        torch.manual_seed(seed)
+        # Per-rank RNG streams, so ranks draw different augmentations; DDP
+        # broadcasts rank 0's initial weights, so the model starts identical.
+        torch.manual_seed(seed + denv.rank)
         if cfg.use_dali:
             from resnet50.dali import build_dali_loaders  # optional dependency, imported only when asked for
-            loaders = build_dali_loaders(args.data_dir, cfg, denv, seed)
+            loaders = build_dali_loaders(args.data_dir, cfg, denv, device, seed)
         else:
             loaders = data.build_loaders(
                 args.data_dir, image_size=cfg.image_size, batch_size=cfg.batch_size,

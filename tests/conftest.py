@@ -1,8 +1,8 @@
 """Shared fixtures: the synthetic ImageNet-layout dataset and CPU runs of ResNet-50."""
 from __future__ import annotations
 
-import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +15,13 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 RESNET_CPU_CONFIG = REPO / "resnet50" / "config_CPU_1x1x64x1.sh"
 
 
-def mllog_events(path: Path) -> list[dict]:
-    return [json.loads(line.split(":::MLLOG ", 1)[1])
-            for line in Path(path).read_text().splitlines() if ":::MLLOG " in line]
-
-
-def run_bash(script: str, env: dict | None = None, timeout: int = 900, cwd: Path = REPO):
-    """Run `script` in bash with the CPU config sourced; returns the CompletedProcess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(["bash", "-c", f'set -euo pipefail; source "{RESNET_CPU_CONFIG}"; {script}'],
-                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+def run_bash(script: str, env: dict | None = None, overrides: dict | None = None, timeout: int = 900,
+             cwd: Path = REPO):
+    """Run `script` in bash after sourcing the CPU config; `overrides` are exported after it."""
+    exports = "".join(f"export {name}={shlex.quote(value)}; " for name, value in (overrides or {}).items())
+    return subprocess.run(["bash", "-c", f'set -euo pipefail; source "{RESNET_CPU_CONFIG}"; {exports}{script}'],
+                          cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +34,9 @@ def synthetic_imagenet(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def resnet_cpu_experiments(synthetic_imagenet, tmp_path_factory):
-    """Five CPU runs through the shared experiment loop (run_and_time.sh, local launcher)."""
+    """Five CPU runs through common/run_local.sh (the experiment loop of run.sub, without SLURM)."""
     logdir = tmp_path_factory.mktemp("resnet-results")
-    proc = run_bash(f'export BENCH_DIR="{REPO}/resnet50"; source "{REPO}/common/experiments.sh"; '
-                    "LAUNCHER=local mlperf_experiments",
+    proc = run_bash("cd resnet50 && ../common/run_local.sh",
                     env={"DATADIR": str(synthetic_imagenet), "LOGDIR": str(logdir), "NEXP": "5",
                          "DATESTAMP": "cpu"}, timeout=1500)
     logs = sorted(logdir.glob("cpu_*.log"))

@@ -4,7 +4,8 @@ import os
 import pytest
 
 from compliance.check import run_checker, summarize
-from tests.conftest import REPO, mllog_events, run_bash
+from compliance.check import read_events as mllog_events
+from tests.conftest import REPO, run_bash
 from tests.slurm_cluster import SlurmCluster, missing_binaries
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,8 @@ def test_sbatch_run_sub_runs_two_experiments_of_two_tasks(slurm, synthetic_image
     proc = run_bash(f'sbatch --parsable -N "$DGXNNODES" -t "$WALLTIME" -o "{tmp_path}/slurm-%j.out" run.sub',
                     cwd=REPO / "resnet50",
                     env={**slurm.env, "DATADIR": str(synthetic_imagenet), "LOGDIR": str(logdir),
-                         "NEXP": "2", "DGXNGPU": "2", "BATCHSIZE": "32", "DATESTAMP": "slurm"})
+                         "NEXP": "2", "DATESTAMP": "slurm"},
+                    overrides={"DGXNGPU": "2", "BATCHSIZE": "32"})
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip().split(";")[0]
     state = slurm.wait_for_job(job_id, timeout=1200)
@@ -49,6 +51,7 @@ def test_sbatch_run_sub_runs_two_experiments_of_two_tasks(slurm, synthetic_image
         assert passed, checker_output
         events = mllog_events(log)
         assert [e["key"] for e in events].count("init_start") == 1
-        assert next(e["value"] for e in events if e["key"] == "global_batch_size") == 64  # 2 srun tasks x 32
+        assert next(e["value"] for e in events if e["key"] == "global_batch_size") == 64
+        assert next(e["value"] for e in events if e["key"] == "model_bn_span") == 32  # 2 srun tasks x 32
     assert summarize(logs[0]).seed != summarize(logs[1]).seed
     assert "All 2 experiment(s) passed" in output

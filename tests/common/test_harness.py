@@ -1,5 +1,4 @@
 """The MLPerf run lifecycle: complete logs on success and on every way a run can abort."""
-import json
 import os
 import signal
 import subprocess
@@ -13,14 +12,13 @@ import pytest
 from common.config import SystemConfig
 from common.harness import Block, MLPerfRun, NonFiniteLoss, epoch_blocks, train_to_target
 from common.mlperf_log import MLPerfLogger
+from compliance.check import read_events
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM = SystemConfig(system="TOY", nodes=1, gpus_per_node=1)
 
 
-def events(path):
-    return [json.loads(line.split(":::MLLOG ", 1)[1])
-            for line in Path(path).read_text().splitlines() if ":::MLLOG " in line]
+events = read_events
 
 
 def run_toy(tmp_path, train_block, accuracies, num_epochs=8):

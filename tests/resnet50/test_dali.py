@@ -10,6 +10,7 @@ from resnet50.data import ImageFolderDataset
 
 dali = pytest.importorskip("resnet50.dali", reason="nvidia-dali not installed (pip install '.[dali]')")
 
+CPU = torch.device("cpu")
 CFG = ResNetConfig(batch_size=16, lr=1.0, warmup_epochs=1, num_epochs=2, eval_offset=0, weight_decay=5e-5,
                    momentum=0.9, image_size=32, num_workers=1, device="cpu", use_dali=True, eval_batch_size=7)
 
@@ -20,7 +21,7 @@ def env(rank, world):
 
 
 def test_dali_loaders_match_the_folder_dataset(synthetic_imagenet):
-    train, val, n_train, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(0, 1), seed=1)
+    train, val, n_train, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(0, 1), CPU, seed=1)
     assert (n_train, n_val) == (len(ImageFolderDataset(synthetic_imagenet, "train")), 240)
     images, labels = next(iter(train))
     assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32
@@ -33,9 +34,16 @@ def test_dali_loaders_match_the_folder_dataset(synthetic_imagenet):
     assert seen == expected  # every validation image once, with its folder's label
 
 
-def test_dali_eval_shards_cover_every_image_once(synthetic_imagenet):
-    total = 0
-    for rank in range(2):
-        _, val, _, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(rank, 2), seed=1)
+def test_dali_shards_cover_eval_once_and_give_every_rank_the_same_steps(synthetic_imagenet):
+    total, steps, train_labels = 0, [], []
+    for rank in range(3):  # 320 train images do not split evenly over 3 ranks
+        train, val, _, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(rank, 3), CPU, seed=1)
         total += sum(labels.numel() for _, labels in val)
+        batches = list(train)
+        steps.append(len(batches))
+        assert len(batches) == len(train)
+        train_labels.append(torch.cat([labels for _, labels in batches]))
     assert total == n_val
+    assert len(set(steps)) == 1
+    # shards come from a seeded shuffle of the whole list: every rank sees most classes
+    assert all(len(set(labels.tolist())) >= 8 for labels in train_labels)

@@ -9,7 +9,8 @@ import pytest
 from common.config import ConfigError
 from compliance.check import run_checker, summarize
 from resnet50 import train
-from tests.conftest import REPO, RESNET_CPU_CONFIG, mllog_events, run_bash
+from compliance.check import read_events as mllog_events
+from tests.conftest import REPO, RESNET_CPU_CONFIG, run_bash
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +35,16 @@ def test_cpu_runs_reach_the_target_and_pass_the_compliance_checker(resnet_cpu_ex
 
 
 def test_two_process_torchrun_gloo_run_logs_from_rank_0_only(synthetic_imagenet, tmp_path):
-    proc = run_bash(f'export BENCH_DIR="{REPO}/resnet50"; source common/experiments.sh; '
-                    "LAUNCHER=local mlperf_experiments",
+    proc = run_bash("cd resnet50 && ../common/run_local.sh",
                     env={"DATADIR": str(synthetic_imagenet), "LOGDIR": str(tmp_path), "NEXP": "1",
-                         "DATESTAMP": "torchrun", "DGXNGPU": "2", "BATCHSIZE": "32"})
+                         "DATESTAMP": "torchrun"},
+                    overrides={"DGXNGPU": "2", "BATCHSIZE": "32"})
     log = tmp_path / "torchrun_1.log"
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     events = mllog_events(log)
     assert [e["key"] for e in events].count("init_start") == 1  # rank 1 is silent
     assert next(e["value"] for e in events if e["key"] == "global_batch_size") == 64
+    assert next(e["value"] for e in events if e["key"] == "model_bn_span") == 32  # 2 processes x 32
     passed, output = run_checker(log)
     assert passed, output
 
