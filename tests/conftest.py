@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,16 @@ def run_bash(script: str, env: dict | None = None, overrides: dict | None = None
     return subprocess.run(["bash", "-c", f'set -euo pipefail; source "{RESNET_CPU_CONFIG}"; {exports}{script}'],
                           cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def sigterm_when_seen(args: list[str], marker, env: dict | None = None, timeout: int = 120) -> int:
+    """Start `args`, send SIGTERM once a stdout line satisfies `marker(line)`; return the exit code."""
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if marker(line):
+            break
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout)
 
 
 @pytest.fixture(scope="session")

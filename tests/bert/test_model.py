@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from bert.model import BertConfig, BertForPreTraining, packing_layout

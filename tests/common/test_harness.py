@@ -1,10 +1,7 @@
 """The MLPerf run lifecycle: complete logs on success and on every way a run can abort."""
 import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ from common.config import SystemConfig
 from common.harness import Block, MLPerfRun, NonFiniteLoss, epoch_blocks, train_to_target
 from common.mlperf_log import MLPerfLogger
 from compliance.check import read_events
+from tests.conftest import sigterm_when_seen
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM = SystemConfig(system="TOY", nodes=1, gpus_per_node=1)
@@ -106,13 +104,9 @@ SIGTERM_SCRIPT = textwrap.dedent("""
 
 def test_sigterm_mid_training_is_aborted_with_a_flushed_log(tmp_path):
     log = tmp_path / "sigterm.log"
-    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_SCRIPT, str(log)], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:  # MLLOG lines, then the trainer's first print
-        if line.strip() == "training":
-            break
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    assert proc.returncode != 0
+    # MLLOG lines come first, then the trainer's first print
+    returncode = sigterm_when_seen([sys.executable, "-c", SIGTERM_SCRIPT, str(log)],
+                                   lambda line: line.strip() == "training", timeout=30)
+    assert returncode != 0
     last = events(log)[-1]
     assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"

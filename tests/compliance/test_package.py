@@ -1,7 +1,6 @@
 """Packaging CPU runs into the MLCommons submission tree, checked by the official package checker."""
 import json
 import re
-import shutil
 import subprocess
 import sys
 

@@ -1,5 +1,4 @@
 import pytest
-import torch
 from PIL import Image
 
 from resnet50.data import ImageFolderDataset, build_loaders, eval_transform, is_synthetic, write_synthetic

@@ -1,16 +1,14 @@
 """End-to-end CPU runs of the real ResNet-50 through run_and_time.sh (minutes)."""
-import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
 from common.config import ConfigError
+from compliance.check import read_events as mllog_events
 from compliance.check import run_checker, summarize
 from resnet50 import train
-from compliance.check import read_events as mllog_events
-from tests.conftest import REPO, RESNET_CPU_CONFIG, run_bash
+from tests.conftest import REPO, RESNET_CPU_CONFIG, run_bash, sigterm_when_seen
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +58,10 @@ def _train_env(**overrides):
 
 def test_sigterm_mid_training_ends_the_log_with_run_stop_aborted(synthetic_imagenet, tmp_path):
     log = tmp_path / "sigterm.log"
-    proc = subprocess.Popen([sys.executable, "-m", "resnet50.train", "--data-dir", str(synthetic_imagenet),
-                             "--seed", "11", "--log-file", str(log)],
-                            cwd=REPO, env=_train_env(), stdout=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if '"key": "block_start"' in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    assert proc.returncode != 0
+    returncode = sigterm_when_seen([sys.executable, "-m", "resnet50.train", "--data-dir", str(synthetic_imagenet),
+                                    "--seed", "11", "--log-file", str(log)],
+                                   lambda line: '"key": "block_start"' in line, env=_train_env())
+    assert returncode != 0
     last = mllog_events(log)[-1]
     assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"
 
