@@ -116,13 +116,16 @@ class MLPerfRun:
 
 def train_to_target(run: MLPerfRun, blocks: Sequence[Block] | Iterable[Block],
                     train_block: Callable[[Block], int], evaluate: Callable[[Block], float],
-                    reached: Callable[[float], bool]) -> bool:
+                    reached: Callable[[float], bool],
+                    progress: Callable[[Block], int] | None = None) -> bool:
     """Train block by block, evaluating after each, until `reached(accuracy)`.
 
     `train_block` returns the number of samples it trained on (all ranks
     together) and must end at a host-device sync point, so the measured
-    throughput is real. Returns whether the target was reached; the run is
-    marked successful only then.
+    throughput is real. `progress(block)` is the `epoch_num` logged with the
+    evaluation (default: the block's last epoch; benchmarks whose "epochs" are
+    samples, like BERT, return the samples actually trained). Returns whether
+    the target was reached; the run is marked successful only then.
     """
     log = run.logger
     for block in blocks:
@@ -131,16 +134,15 @@ def train_to_target(run: MLPerfRun, blocks: Sequence[Block] | Iterable[Block],
         start = time.perf_counter()
         samples = train_block(block)
         seconds = time.perf_counter() - start
-        log.event("tracked_stats", {"throughput": samples / seconds},
-                  metadata={constants.EPOCH_NUM: block.last_epoch})
-        log.start(constants.EVAL_START, metadata={constants.EPOCH_NUM: block.last_epoch})
+        at = progress(block) if progress else block.last_epoch
+        log.event("tracked_stats", {"throughput": samples / seconds}, metadata={constants.EPOCH_NUM: at})
+        log.start(constants.EVAL_START, metadata={constants.EPOCH_NUM: at})
         accuracy = evaluate(block)
-        log.end(constants.EVAL_STOP, metadata={constants.EPOCH_NUM: block.last_epoch})
-        log.event(constants.EVAL_ACCURACY, accuracy, metadata={constants.EPOCH_NUM: block.last_epoch})
+        log.end(constants.EVAL_STOP, metadata={constants.EPOCH_NUM: at})
+        log.event(constants.EVAL_ACCURACY, accuracy, metadata={constants.EPOCH_NUM: at})
         log.end(constants.BLOCK_STOP, metadata={constants.FIRST_EPOCH_NUM: block.first_epoch})
         if log.enabled:
-            print(f"epoch {block.last_epoch}: eval accuracy {accuracy:.5f}, "
-                  f"{samples / seconds:.1f} samples/s", flush=True)
+            print(f"epoch {at}: eval accuracy {accuracy:.5f}, {samples / seconds:.1f} samples/s", flush=True)
         if reached(accuracy):
             run.succeed()
             return True

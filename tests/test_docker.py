@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = [REPO / "Dockerfile.base", *sorted(REPO.glob("*/Dockerfile"))]
 LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "tests"}
 # What nvcr.io/nvidia/pytorch images ship (import name -> distribution).
-NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow"}
-DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120"}
+NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow",
+                        "apex": "apex", "transformer_engine": "transformer-engine"}
+DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120", "h5py": "h5py"}
 
 
 def hadolint() -> str:

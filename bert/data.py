@@ -1,0 +1,433 @@
+"""BERT phase-2 data in NVIDIA's HDF5 layouts, and a synthetic corpus written in them.
+
+Variable-length files (NVIDIA's unpacked training shards
+`part_XXXXX_of_04320.hdf5` and the eval file `part_eval_10k.hdf5`), one
+sequence per row, no padding, no input_mask:
+    input_ids vlen int16, segment_ids vlen int8, masked_lm_positions vlen int16,
+    masked_lm_ids vlen int16, next_sentence_labels int8 [N]
+Packed files (`packed_data/part_XXXXX`, no extension), 1-3 sequences per row:
+    input_ids vlen int16, segment_ids vlen int8, masked_lm_positions vlen int16
+    (offsets into the row), masked_lm_ids vlen int16, packed_input_len vlen int16,
+    packed_masked_lm_len vlen int16, next_sentence_labels vlen int8 (one per sequence)
+
+Both read into `Rows` (a packed row of one sequence is an unpacked row). A shard
+that cannot be read, lacks a key, has a wrong dtype or inconsistent lengths
+fails with `DataError` naming the file and the dataset key.
+
+`python3 -m bert.data synthesize DIR` writes the synthetic corpus (see
+`SyntheticLanguage`), packs it with `bert.packing`, writes an eval file, and
+makes the phase-1 checkpoint by a short untimed pretraining (`bert.phase1`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+EVAL_FILE = "eval_varlength/part_eval_10k.hdf5"
+PACKED_DIR = "packed_data"
+VARLENGTH_DIR = "varlength"
+PHASE1_DIR = "phase1"
+
+# key -> (numpy dtype, variable length?)
+VARLENGTH_LAYOUT = {
+    "input_ids": (np.int16, True), "segment_ids": (np.int8, True),
+    "masked_lm_positions": (np.int16, True), "masked_lm_ids": (np.int16, True),
+    "next_sentence_labels": (np.int8, False),
+}
+PACKED_LAYOUT = {
+    "input_ids": (np.int16, True), "segment_ids": (np.int8, True),
+    "masked_lm_positions": (np.int16, True), "masked_lm_ids": (np.int16, True),
+    "packed_input_len": (np.int16, True), "packed_masked_lm_len": (np.int16, True),
+    "next_sentence_labels": (np.int8, True),
+}
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not in the expected layout."""
+
+
+@dataclass
+class Rows:
+    """Rows of one shard; every field is a list of 1-D int arrays (one per row)."""
+
+    input_ids: list
+    segment_ids: list
+    masked_positions: list  # offsets into the row
+    masked_ids: list
+    seq_lens: list  # 1-3 sequence lengths per row
+    masked_lens: list
+    nsp_labels: list  # one per sequence
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def select(self, index: Sequence[int]) -> "Rows":
+        return Rows(*([getattr(self, f)[i] for i in index] for f in self.__dataclass_fields__))
+
+    @property
+    def num_sequences(self) -> int:
+        return sum(len(s) for s in self.seq_lens)
+
+
+def _read_key(f: h5py.File, path: Path, key: str, dtype, vlen: bool) -> np.ndarray:
+    if key not in f:
+        raise DataError(f"{path}: dataset '{key}' is missing")
+    ds = f[key]
+    stored = h5py.check_vlen_dtype(ds.dtype)
+    if vlen and stored is None:
+        raise DataError(f"{path}: dataset '{key}' must be variable-length {np.dtype(dtype)}, found {ds.dtype}")
+    if (stored or ds.dtype) != np.dtype(dtype) or ds.ndim != 1:
+        raise DataError(f"{path}: dataset '{key}' must be 1-D {'vlen ' if vlen else ''}{np.dtype(dtype)}, "
+                        f"found {ds.ndim}-D {stored or ds.dtype}")
+    try:
+        return ds[:]
+    except OSError as e:
+        raise DataError(f"{path}: dataset '{key}' cannot be read ({e}); the file is truncated or corrupt") from e
+
+
+def _lengths(values) -> np.ndarray:
+    return np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+
+
+def read_shard(path: Path, max_seq_len: int, max_predictions: int) -> Rows:
+    """Read a packed or variable-length shard (told apart by `packed_input_len`) and check it."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({e}); truncated, corrupt or missing") from e
+    with f:
+        packed = "packed_input_len" in f
+        layout = PACKED_LAYOUT if packed else VARLENGTH_LAYOUT
+        data = {key: _read_key(f, path, key, *spec) for key, spec in layout.items()}
+    n = len(data["input_ids"])
+    for key, values in data.items():
+        if len(values) != n:
+            raise DataError(f"{path}: dataset '{key}' has {len(values)} rows, 'input_ids' has {n}")
+    if packed:
+        seq_lens = [v.astype(np.int64) for v in data["packed_input_len"]]
+        masked_lens = [v.astype(np.int64) for v in data["packed_masked_lm_len"]]
+        nsp = list(data["next_sentence_labels"])
+    else:
+        seq_lens = [np.array([len(v)]) for v in data["input_ids"]]
+        masked_lens = [np.array([len(v)]) for v in data["masked_lm_positions"]]
+        nsp = [np.array([v], dtype=np.int8) for v in data["next_sentence_labels"]]
+    rows = Rows(list(data["input_ids"]), list(data["segment_ids"]), list(data["masked_lm_positions"]),
+                list(data["masked_lm_ids"]), seq_lens, masked_lens, nsp)
+    _check_rows(path, rows, max_seq_len, max_predictions)
+    return rows
+
+
+def _check_rows(path: Path, rows: Rows, max_seq_len: int, max_predictions: int) -> None:
+    tokens = _lengths(rows.input_ids)
+    checks = [
+        ("segment_ids", _lengths(rows.segment_ids), tokens, "as many entries as input_ids"),
+        ("packed_input_len", np.array([s.sum() for s in rows.seq_lens]), tokens, "lengths summing to the row"),
+        ("masked_lm_ids", _lengths(rows.masked_ids), _lengths(rows.masked_positions),
+         "as many entries as masked_lm_positions"),
+        ("packed_masked_lm_len", np.array([m.sum() for m in rows.masked_lens]), _lengths(rows.masked_positions),
+         "counts summing to masked_lm_positions"),
+        ("next_sentence_labels", _lengths(rows.nsp_labels), _lengths(rows.seq_lens), "one label per sequence"),
+        ("packed_masked_lm_len", _lengths(rows.masked_lens), _lengths(rows.seq_lens), "one count per sequence"),
+    ]
+    for key, got, want, what in checks:
+        bad = np.flatnonzero(got != want)
+        if bad.size:
+            raise DataError(f"{path}: dataset '{key}' row {bad[0]} does not have {what} "
+                            f"({got[bad[0]]} vs {want[bad[0]]})")
+    too_long = np.flatnonzero(tokens > max_seq_len)
+    if too_long.size:
+        raise DataError(f"{path}: dataset 'input_ids' row {too_long[0]} has {tokens[too_long[0]]} tokens, "
+                        f"more than the maximum sequence length {max_seq_len}")
+    per_seq = _lengths(rows.seq_lens)
+    if per_seq.size and (per_seq.min() < 1 or per_seq.max() > 3):
+        raise DataError(f"{path}: dataset 'packed_input_len' has rows with {per_seq.min()}..{per_seq.max()} "
+                        f"sequences; expected 1-3")
+    per_seq_preds = np.concatenate(rows.masked_lens) if len(rows) else np.zeros(0)
+    if per_seq_preds.size and per_seq_preds.max() > max_predictions:
+        raise DataError(f"{path}: dataset 'packed_masked_lm_len' has a sequence with {per_seq_preds.max()} "
+                        f"predictions, more than {max_predictions} per sequence")
+    preds = _lengths(rows.masked_positions)
+    if preds.size and preds.max() > row_predictions(max_predictions):
+        raise DataError(f"{path}: dataset 'masked_lm_positions' row {int(preds.argmax())} has {preds.max()} "
+                        f"predictions, more than {row_predictions(max_predictions)} per row")
+    for i, (pos, n) in enumerate(zip(rows.masked_positions, tokens)):
+        if pos.size and (pos.min() < 0 or pos.max() >= n):
+            raise DataError(f"{path}: dataset 'masked_lm_positions' row {i} points outside its {n} tokens")
+
+
+def row_predictions(max_predictions: int) -> int:
+    """Masked-LM slots per row: a packed row may carry a few more predictions than one sequence
+    (15% of each of its up to 3 sequences, each rounded: at most 0.15 * 512 + 1.5 < 76 + 3)."""
+    return max_predictions + 3
+
+
+def collate(rows: Rows, seq_len: int, max_predictions: int) -> dict[str, torch.Tensor]:
+    """Pad rows to [B, seq_len] tokens, [B, row_predictions(max_predictions)] predictions and
+    [B, 3] sequences.
+
+    Padding predictions have label -1 and padding sequences NSP label -1
+    (ignored by the loss and the accuracy).
+    """
+    b, slots = len(rows), row_predictions(max_predictions)
+    out = {
+        "input_ids": np.zeros((b, seq_len), np.int64), "token_type_ids": np.zeros((b, seq_len), np.int64),
+        "seq_lens": np.zeros((b, 3), np.int64), "masked_positions": np.zeros((b, slots), np.int64),
+        "masked_ids": np.full((b, slots), -1, np.int64), "nsp_labels": np.full((b, 3), -1, np.int64),
+    }
+    for i in range(b):
+        n, m, p = len(rows.input_ids[i]), len(rows.masked_positions[i]), len(rows.seq_lens[i])
+        out["input_ids"][i, :n] = rows.input_ids[i]
+        out["token_type_ids"][i, :n] = rows.segment_ids[i]
+        out["seq_lens"][i, :p] = rows.seq_lens[i]
+        out["masked_positions"][i, :m] = rows.masked_positions[i]
+        out["masked_ids"][i, :m] = rows.masked_ids[i]
+        out["nsp_labels"][i, :p] = rows.nsp_labels[i]
+    return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+def list_shards(directory: Path) -> list[Path]:
+    """Training shards: every regular file in the directory (packed shards have no extension)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"training data directory {directory} does not exist")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"training data directory {directory} holds no shards")
+    return files
+
+
+def _units(files: list[Path], consumers: int, index: int) -> list[tuple[Path, int, int]]:
+    """(file, first row, row stride) read by consumer `index` of `consumers`: whole files when
+    there are enough to go round, otherwise every file with rows strided across consumers."""
+    if len(files) >= consumers:
+        return [(f, 0, 1) for f in files[index::consumers]]
+    return [(f, index, consumers) for f in files]
+
+
+class TrainStream(torch.utils.data.IterableDataset):
+    """Endless collated training batches for one rank: its shards in a fresh seeded order each
+    pass, rows shuffled within a shard. Ranks (and DataLoader workers) read disjoint shards, or
+    disjoint rows of every shard when there are fewer shards than readers."""
+
+    def __init__(self, files: list[Path], *, batch_size: int, seq_len: int, max_predictions: int,
+                 rank: int, world_size: int, seed: int):
+        super().__init__()
+        self.files, self.batch_size, self.seq_len = files, batch_size, seq_len
+        self.max_predictions, self.rank, self.world_size, self.seed = max_predictions, rank, world_size, seed
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        reader = self.rank * workers + worker
+        units = _units(self.files, self.world_size * workers, reader)
+        pending: Rows | None = None
+        for epoch in range(10**9):
+            rng = np.random.default_rng([self.seed, epoch, reader])
+            for u in rng.permutation(len(units)):
+                path, first, stride = units[u]
+                rows = read_shard(path, self.seq_len, self.max_predictions)
+                rows = rows.select(range(first, len(rows), stride))
+                rows = rows.select(rng.permutation(len(rows)))
+                if pending is not None:
+                    rows = Rows(*(getattr(pending, f) + getattr(rows, f) for f in Rows.__dataclass_fields__))
+                full = len(rows) // self.batch_size * self.batch_size
+                for start in range(0, full, self.batch_size):
+                    yield collate(rows.select(range(start, start + self.batch_size)), self.seq_len,
+                                  self.max_predictions)
+                pending = rows.select(range(full, len(rows)))
+
+
+def build_train_loader(files: list[Path], *, batch_size: int, seq_len: int, max_predictions: int, rank: int,
+                       world_size: int, seed: int, num_workers: int, pin_memory: bool):
+    stream = TrainStream(files, batch_size=batch_size, seq_len=seq_len, max_predictions=max_predictions,
+                         rank=rank, world_size=world_size, seed=seed)
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                                       persistent_workers=num_workers > 0)
+
+
+def load_eval_batches(path: Path, *, batch_size: int, seq_len: int, max_predictions: int, rank: int,
+                      world_size: int) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """This rank's share of the eval file (rows rank::world), collated once and kept in memory.
+
+    Returns the batches and the total number of eval samples across ranks.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"eval file {path} does not exist")
+    rows = read_shard(path, seq_len, max_predictions)
+    if any(len(s) != 1 for s in rows.seq_lens):
+        raise DataError(f"{path}: dataset 'input_ids' must hold one sequence per row in the eval file")
+    mine = rows.select(range(rank, len(rows), world_size))
+    batches = [collate(mine.select(range(i, min(i + batch_size, len(mine)))), seq_len, max_predictions)
+               for i in range(0, len(mine), batch_size)]
+    return batches, len(rows)
+
+
+def _write_vlen(f: h5py.File, key: str, dtype, values: list) -> None:
+    column = np.empty(len(values), dtype=object)
+    column[:] = [np.asarray(v, dtype=dtype) for v in values]
+    f.create_dataset(key, data=column, dtype=h5py.vlen_dtype(np.dtype(dtype)))
+
+
+def write_varlength(path: Path, sequences: list[dict]) -> None:
+    """Write sequences ({input_ids, segment_ids, masked_lm_positions, masked_lm_ids, next_sentence_label})."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        for key, (dtype, vlen) in VARLENGTH_LAYOUT.items():
+            if vlen:
+                _write_vlen(f, key, dtype, [s[key] for s in sequences])
+            else:
+                f.create_dataset(key, data=np.array([s["next_sentence_label"] for s in sequences], dtype=dtype))
+
+
+def write_packed(path: Path, rows: Rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {"input_ids": rows.input_ids, "segment_ids": rows.segment_ids,
+               "masked_lm_positions": rows.masked_positions, "masked_lm_ids": rows.masked_ids,
+               "packed_input_len": rows.seq_lens, "packed_masked_lm_len": rows.masked_lens,
+               "next_sentence_labels": rows.nsp_labels}
+    with h5py.File(path, "w") as f:
+        for key, (dtype, _) in PACKED_LAYOUT.items():
+            _write_vlen(f, key, dtype, columns[key])
+
+
+class SyntheticLanguage:
+    """A learnable token language for the synthetic corpus.
+
+    Ids: 0 [PAD], 1 [CLS], 2 [SEP], 3 [MASK], words 4..vocab-1. A document has
+    a topic; within a topic each word has one preferred successor (a random
+    permutation per topic), emitted with probability `follow`, otherwise a
+    uniformly random word. A masked word is therefore predictable from its
+    neighbours once the model knows the topic's successor map and infers the
+    topic from the rest of the sequence — but not always (the random words),
+    so accuracy stays below 1. The next-sentence task is learnable because a
+    random second segment comes from a document of another topic.
+    """
+
+    PAD, CLS, SEP, MASK = 0, 1, 2, 3
+    FIRST_WORD = 4
+
+    def __init__(self, vocab_size: int, topics: int, follow: float, seed: int):
+        self.vocab_size, self.follow = vocab_size, follow
+        rng = np.random.default_rng(seed)
+        self.words = np.arange(self.FIRST_WORD, vocab_size)
+        self.successor = np.zeros((topics, vocab_size), dtype=np.int64)  # successor[topic, word]
+        for t in range(topics):
+            self.successor[t, self.words] = rng.permutation(self.words)
+        self.topics = topics
+
+    def walk(self, rng: np.random.Generator, topic: int, length: int) -> list[int]:
+        follows = rng.random(length) < self.follow
+        out = rng.integers(self.FIRST_WORD, self.vocab_size, length)  # the random words
+        for i in range(1, length):
+            if follows[i]:
+                out[i] = self.successor[topic, out[i - 1]]
+        return out.tolist()
+
+    def sequence(self, rng: np.random.Generator, length: int, max_predictions: int) -> dict:
+        """One pre-training sequence [CLS] A [SEP] B [SEP] of `length` tokens, masked as BERT does."""
+        words = length - 3
+        len_a = int(rng.integers(1, words))
+        topic = int(rng.integers(self.topics))
+        is_random = rng.random() < 0.5
+        a = self.walk(rng, topic, len_a)
+        b_topic = (topic + int(rng.integers(1, self.topics))) % self.topics if is_random else topic
+        b = self.walk(rng, b_topic, words - len_a)
+        tokens = [self.CLS, *a, self.SEP, *b, self.SEP]
+        segments = [0] * (len_a + 2) + [1] * (words - len_a + 1)
+        candidates = [i for i, t in enumerate(tokens) if t >= self.FIRST_WORD]
+        count = min(max_predictions, max(1, round(0.15 * len(candidates))))
+        positions = np.sort(rng.choice(candidates, size=count, replace=False))
+        labels = [tokens[p] for p in positions]
+        for p in positions:  # 80% [MASK], 10% random word, 10% unchanged
+            r = rng.random()
+            tokens[p] = self.MASK if r < 0.8 else int(rng.choice(self.words)) if r < 0.9 else tokens[p]
+        return {"input_ids": tokens, "segment_ids": segments, "masked_lm_positions": positions.tolist(),
+                "masked_lm_ids": labels, "next_sentence_label": int(is_random)}
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Sizes of the synthetic corpus (tiny-model scale)."""
+
+    vocab_size: int = 128
+    max_seq_len: int = 128
+    max_predictions: int = 20
+    topics: int = 2
+    follow: float = 0.95
+    train_shards: int = 8
+    sequences_per_shard: int = 4000
+    eval_sequences: int = 2_000  # the real eval set has 10,000; logged as eval_samples either way
+    seed: int = 1234
+
+
+def synthetic_lengths(rng: np.random.Generator, n: int, max_len: int) -> np.ndarray:
+    """Half short (16..max/2), half long (max/2..max) sequences, so rows pack about 2 to 1."""
+    short = rng.integers(16, max_len // 2 + 1, n)
+    long = rng.integers(max_len // 2, max_len + 1, n)
+    return np.where(rng.random(n) < 0.5, short, long)
+
+
+def is_synthetic(data_dir: Path) -> bool:
+    return (Path(data_dir) / SYNTHETIC_MARKER).is_file()
+
+
+def write_synthetic(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> None:
+    """varlength/ training shards, packed_data/ (packed from them) and the eval file."""
+    from bert.packing import pack_shards  # the packing tool is a separate command
+
+    lang = SyntheticLanguage(spec.vocab_size, spec.topics, spec.follow, spec.seed)
+    rng = np.random.default_rng(spec.seed + 1)
+    shards = []
+    for s in range(spec.train_shards):
+        lengths = synthetic_lengths(rng, spec.sequences_per_shard, spec.max_seq_len)
+        path = root / VARLENGTH_DIR / f"part_{s:05d}_of_{spec.train_shards:05d}.hdf5"
+        write_varlength(path, [lang.sequence(rng, int(n), spec.max_predictions) for n in lengths])
+        shards.append(path)
+    pack_shards(shards, root / PACKED_DIR, max_seq_len=spec.max_seq_len, max_predictions=spec.max_predictions,
+                seed=spec.seed)
+    lengths = synthetic_lengths(rng, spec.eval_sequences, spec.max_seq_len)
+    write_varlength(root / EVAL_FILE, [lang.sequence(rng, int(n), spec.max_predictions) for n in lengths])
+
+
+def synthesize(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> None:
+    """The whole synthetic benchmark input: data, packed data, eval file, phase-1 checkpoint.
+
+    Idempotent: a directory with a complete marker is left as it is.
+    """
+    root = Path(root)
+    marker = root / SYNTHETIC_MARKER
+    if marker.is_file() and json.loads(marker.read_text()).get("spec") == spec.__dict__:
+        print(f"synthetic BERT data already in {root}")
+        return
+    from bert.phase1 import make_phase1_checkpoint  # untimed pre-training, imported only here
+
+    write_synthetic(root, spec)
+    checkpoint = make_phase1_checkpoint(root, spec)
+    marker.write_text(json.dumps({"synthetic": True, "spec": spec.__dict__,
+                                  "phase1_checkpoint": str(checkpoint.relative_to(root))}, indent=1))
+    print(f"wrote synthetic BERT data and phase-1 checkpoint to {root}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    syn = sub.add_parser("synthesize", help="write the synthetic corpus and phase-1 checkpoint")
+    syn.add_argument("root", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "synthesize":
+        synthesize(args.root)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
