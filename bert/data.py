@@ -82,6 +82,8 @@ def _read_key(f: h5py.File, path: Path, key: str, dtype, vlen: bool) -> np.ndarr
         raise DataError(f"{path}: dataset '{key}' is missing")
     ds = f[key]
     stored = h5py.check_vlen_dtype(ds.dtype)
+    if not vlen and stored is not None:
+        raise DataError(f"{path}: dataset '{key}' must be fixed-length {np.dtype(dtype)}, found vlen {stored}")
     if vlen and stored is None:
         raise DataError(f"{path}: dataset '{key}' must be variable-length {np.dtype(dtype)}, found {ds.dtype}")
     if (stored or ds.dtype) != np.dtype(dtype) or ds.ndim != 1:
@@ -122,11 +124,11 @@ def read_shard(path: Path, max_seq_len: int, max_predictions: int) -> Rows:
         nsp = [np.array([v], dtype=np.int8) for v in data["next_sentence_labels"]]
     rows = Rows(list(data["input_ids"]), list(data["segment_ids"]), list(data["masked_lm_positions"]),
                 list(data["masked_lm_ids"]), seq_lens, masked_lens, nsp)
-    _check_rows(path, rows, max_seq_len, max_predictions)
+    _check_rows(path, rows, max_seq_len, max_predictions, packed)
     return rows
 
 
-def _check_rows(path: Path, rows: Rows, max_seq_len: int, max_predictions: int) -> None:
+def _check_rows(path: Path, rows: Rows, max_seq_len: int, max_predictions: int, packed: bool) -> None:
     tokens = _lengths(rows.input_ids)
     checks = [
         ("segment_ids", _lengths(rows.segment_ids), tokens, "as many entries as input_ids"),
@@ -153,7 +155,8 @@ def _check_rows(path: Path, rows: Rows, max_seq_len: int, max_predictions: int) 
                         f"sequences; expected 1-3")
     per_seq_preds = np.concatenate(rows.masked_lens) if len(rows) else np.zeros(0)
     if per_seq_preds.size and per_seq_preds.max() > max_predictions:
-        raise DataError(f"{path}: dataset 'packed_masked_lm_len' has a sequence with {per_seq_preds.max()} "
+        key = "packed_masked_lm_len" if packed else "masked_lm_positions"
+        raise DataError(f"{path}: dataset '{key}' has a sequence with {per_seq_preds.max()} "
                         f"predictions, more than {max_predictions} per sequence")
     preds = _lengths(rows.masked_positions)
     if preds.size and preds.max() > row_predictions(max_predictions):

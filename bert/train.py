@@ -227,7 +227,9 @@ def main(argv=None) -> int:
         torch.manual_seed(seed + denv.rank)  # per-rank dropout streams; all ranks load the same checkpoint
         arch, max_predictions = model_config(cfg)
         model = BertForPreTraining(arch)
-        load_checkpoint(model, find_checkpoint(args))
+        checkpoint = find_checkpoint(args)
+        load_checkpoint(model, checkpoint)
+        logger.event("init_checkpoint", str(checkpoint))
         model = apply_fast_paths(model, cfg, device)
         train_dir = args.train_dir or args.data_dir / (data.PACKED_DIR if cfg.packing_factor > 1
                                                        else data.VARLENGTH_DIR)

@@ -8,7 +8,7 @@ from common.config import ConfigError
 from compliance.check import read_events as mllog_events
 from compliance.check import run_checker, summarize
 from resnet50 import train
-from tests.conftest import REPO, RESNET_CPU_CONFIG, run_bash, sigterm_when_seen
+from tests.conftest import REPO, RESNET_CPU_CONFIG, config_env, run_bash, sigterm_when_seen
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +48,7 @@ def test_two_process_torchrun_gloo_run_logs_from_rank_0_only(synthetic_imagenet,
 
 
 def _train_env(**overrides):
-    """This process's environment with the CPU config sourced, plus overrides."""
-    out = subprocess.run(["bash", "-c", f'source "{RESNET_CPU_CONFIG}" && env -0'],
-                         capture_output=True, text=True, check=True).stdout
-    env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
-    env.update(overrides)
-    return env
+    return config_env(RESNET_CPU_CONFIG, **overrides)
 
 
 def test_sigterm_mid_training_ends_the_log_with_run_stop_aborted(synthetic_imagenet, tmp_path):
