@@ -231,7 +231,8 @@ def test_pack_shard_refuses_an_already_packed_file(tmp_path):
 
 def test_pack_shards_names_outputs_by_sorted_input_and_returns_sequences_per_row(tmp_path):
     a, b = tmp_path / "v" / "part_00001.hdf5", tmp_path / "v" / "part_00000.hdf5"
-    seqs_a, seqs_b = write_shard(a, 10, seed=1), write_shard(b, 14, seed=2)
+    write_shard(a, 10, seed=1)
+    seqs_b = write_shard(b, 14, seed=2)
     ratio = pack_shards([a, b], tmp_path / "packed", max_seq_len=SEQ_LEN, max_predictions=MAX_PRED, seed=5)
     assert sorted(p.name for p in (tmp_path / "packed").iterdir()) == ["part_00000", "part_00001"]
     first = read_shard(tmp_path / "packed" / "part_00000", SEQ_LEN, MAX_PRED)
