@@ -10,6 +10,12 @@ absent ones), then padding. Tokens attend only within their own sequence,
 position ids restart at 0 for each sequence, and each sequence gets its own
 next-sentence prediction from its first ([CLS]) token. An unpacked row is a
 packed row with one sequence.
+
+Padding costs no dense compute: the encoder works on the real tokens of the
+batch flattened to [T, hidden] (NVIDIA's "unpad"), and only attention pads
+them back to [B, S] for `scaled_dot_product_attention` with the per-sequence
+mask (a fused varlen attention kernel would remove that too, but the ones in
+PyTorch have no attention dropout, which BERT's reference model uses).
 """
 from __future__ import annotations
 
@@ -63,13 +69,14 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(cfg.hidden, cfg.hidden)
         self.value = nn.Linear(cfg.hidden, cfg.hidden)
 
-    def forward(self, x, mask):
-        batch, seq, hidden = x.shape
-        q, k, v = (proj(x).view(batch, seq, self.heads, hidden // self.heads).transpose(1, 2)
-                   for proj in (self.query, self.key, self.value))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+    def forward(self, x, layout: "TokenLayout"):
+        hidden = x.shape[-1]
+        qkv = layout.pad(torch.cat([self.query(x), self.key(x), self.value(x)], dim=-1))  # [B, S, 3H]
+        q, k, v = (t.unflatten(-1, (self.heads, hidden // self.heads)).transpose(1, 2)
+                   for t in qkv.split(hidden, dim=-1))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.mask,
                                              dropout_p=self.attention_dropout if self.training else 0.0)
-        return out.transpose(1, 2).reshape(batch, seq, hidden)
+        return layout.unpad(out.transpose(1, 2).flatten(2))
 
 
 class BertDenseLayerNorm(nn.Module):
@@ -91,8 +98,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(cfg)
         self.output = BertDenseLayerNorm(cfg.hidden, cfg)
 
-    def forward(self, x, mask):
-        return self.output(self.self(x, mask), x)
+    def forward(self, x, layout):
+        return self.output(self.self(x, layout), x)
 
 
 class BertIntermediate(nn.Module):
@@ -111,8 +118,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(cfg)
         self.output = BertDenseLayerNorm(cfg.ffn, cfg)
 
-    def forward(self, x, mask):
-        x = self.attention(x, mask)
+    def forward(self, x, layout):
+        x = self.attention(x, layout)
         return self.output(self.intermediate(x), x)
 
 
@@ -121,9 +128,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.layers))
 
-    def forward(self, x, mask):
+    def forward(self, x, layout):
         for layer in self.layer:
-            x = layer(x, mask)
+            x = layer(x, layout)
         return x
 
 
@@ -190,6 +197,25 @@ def packing_layout(seq_lens: torch.Tensor, seq_len: int):
     return index, positions, starts
 
 
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where a batch's real tokens sit: indices into the flattened [B*S] rows, and the attention mask."""
+
+    tokens: torch.Tensor  # [T]
+    batch: int
+    seq: int
+    mask: torch.Tensor  # [B, 1, S, S], True within a sequence
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, D] -> [B, S, D], zeros at padding."""
+        out = x.new_zeros(self.batch * self.seq, x.shape[-1])
+        return out.index_copy(0, self.tokens, x).view(self.batch, self.seq, -1)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, S, D] -> [T, D]."""
+        return x.reshape(self.batch * self.seq, -1).index_select(0, self.tokens)
+
+
 class BertForPreTraining(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
@@ -215,10 +241,16 @@ class BertForPreTraining(nn.Module):
         vocabulary projection is the largest matmul; padding rows of M are
         computed and ignored by the loss) and next-sentence logits [B, P, 2].
         """
-        index, positions, starts = packing_layout(seq_lens, input_ids.shape[1])
+        batch, seq = input_ids.shape
+        index, positions, starts = packing_layout(seq_lens, seq)
         mask = (index[:, :, None] == index[:, None, :])[:, None]  # [B, 1, S, S], within-sequence only
-        x = self.bert.embeddings(input_ids, token_type_ids, positions)
-        x = self.bert.encoder(x, mask)
+        real = (index < seq_lens.shape[1]).flatten()
+        # the real tokens first, topped up with padding to a multiple of 16 rows (FP8 GEMMs need it)
+        keep = min(real.numel(), -(-int(real.sum()) // 16) * 16)  # a host sync
+        tokens = torch.argsort(~real, stable=True)[:keep]
+        layout = TokenLayout(tokens, batch, seq, mask)
+        x = self.bert.embeddings(*(t.flatten()[tokens] for t in (input_ids, token_type_ids, positions)))
+        x = layout.pad(self.bert.encoder(x, layout))  # [B, S, H], zeros at padding
         gather = lambda at: torch.gather(x, 1, at[:, :, None].expand(-1, -1, x.shape[-1]))  # noqa: E731
         mlm_logits = self.cls.predictions(gather(masked_positions))
         # absent sequences (length 0) may start past the row; their logits are ignored

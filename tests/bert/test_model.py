@@ -80,3 +80,19 @@ def test_padding_does_not_produce_nans():
     ids = torch.randint(0, cfg.vocab_size, (2, 16))
     mlm, nsp = model(ids, torch.zeros_like(ids), torch.tensor([[5, 0, 0], [16, 0, 0]]), torch.tensor([[1], [2]]))
     assert torch.isfinite(mlm).all() and torch.isfinite(nsp).all()
+
+
+def test_dense_layers_see_only_real_tokens_rounded_up_to_16():
+    cfg = BertConfig.tiny()
+    model = BertForPreTraining(cfg).eval()
+    rows = []
+    model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    ids = torch.randint(4, cfg.vocab_size, (2, 64))
+    seq_lens = torch.tensor([[20, 9, 0], [30, 0, 0]])  # 59 real tokens of 128
+    with torch.no_grad():
+        mlm, _ = model(ids, torch.zeros_like(ids), seq_lens, torch.tensor([[1, 25], [3, 4]]))
+        other = ids.clone()
+        other[0, 29:], other[1, 30:] = 7, 9  # padding content must not matter
+        mlm_other, _ = model(other, torch.zeros_like(ids), seq_lens, torch.tensor([[1, 25], [3, 4]]))
+    assert rows == [64, 64]  # 59 real tokens -> 64 rows, not 2 x 64 = 128
+    torch.testing.assert_close(mlm, mlm_other)
