@@ -110,7 +110,7 @@ def table(results: list[dict], name: str, args, precision: str, gpu: bool) -> st
     lines = [
         f"# BERT phase-2 training throughput on {name}", "",
         f"Measured {datetime.date.today().isoformat()} with `python3 -m bert.bench` (torch {torch.__version__}); "
-        f"precision {precision}, compile {args.compile}, fused LAMB {args.fused_lamb}. Full training steps "
+        f"compile {args.compile}, fused LAMB {args.fused_lamb}. Full training steps "
         "(forward, MLM + NSP loss, backward, LAMB step) on synthetic packed rows built once in device memory "
         "before timing: pure compute, no data loading, no evaluation. Rows hold `packing` sequences filling "
         "~95% of max_positions (512; tiny: 128), ~15% of each masked.", "",
@@ -119,16 +119,16 @@ def table(results: list[dict], name: str, args, precision: str, gpu: bool) -> st
         + (f", {large['params'] / 1e6:.1f}M parameters)." if large else ")."),
         f"- anchor: NVIDIA v3.0, 1x DGX H100 (5.469 min): ~{NVIDIA_H100_SEQUENCES_PER_S} sequences/s per H100, "
         "packed, FP8, including evaluation (BERT-large only).", "",
-        "| model | batch rows | packing | warm-up + timed steps | step (ms) | sequences/s | tokens/s "
+        "| model | precision | batch rows | packing | warm-up + timed steps | step (ms) | sequences/s | tokens/s "
         "| model TFLOP/s | NVIDIA v3.0 per H100 (seq/s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         # the ratio only means something for BERT-large on a GPU
         ratio = f" ({r['seq_s'] / NVIDIA_H100_SEQUENCES_PER_S:.2f}x)" if gpu and r["model"] == "large" else ""
         tflops = f"{r['tflops']:.2f}" if r["tflops"] is not None else "-"
         anchor = f"{NVIDIA_H100_SEQUENCES_PER_S}" if r["model"] == "large" else "-"
-        lines.append(f"| {r['model']} | {r['batch']} | {r['packing']} | {r['warmup']} + {r['steps']} "
+        lines.append(f"| {r['model']} | {precision} | {r['batch']} | {r['packing']} | {r['warmup']} + {r['steps']} "
                      f"| {r['step_ms']:,.1f} | {r['seq_s']:,.2f}{ratio} | {r['tok_s']:,.0f} | {tflops} | {anchor} |")
     return "\n".join(lines) + "\n"
 
