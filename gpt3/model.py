@@ -87,16 +87,37 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+class Embeddings(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        self.position = nn.Embedding(cfg.seq_len, cfg.hidden)
+
+    def forward(self, tokens):
+        return self.word(tokens) + self.position(torch.arange(tokens.shape[1], device=tokens.device))
+
+
+class Head(nn.Module):
+    """Final LayerNorm and the output projection, tied to the word embeddings (no weight of its own)."""
+
+    def __init__(self, cfg: GPTConfig, word: nn.Embedding):
+        super().__init__()
+        self.final_norm = LayerNorm1P(cfg.hidden, eps=cfg.layer_norm_eps)
+        self._word = [word]  # a reference, not a submodule: the weight is registered once, in embeddings
+
+    def forward(self, x):
+        return F.linear(self.final_norm(x), self._word[0].weight)
+
+
 class GPT(nn.Module):
     """Token ids [B, S] -> next-token logits [B, S, vocab]."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
-        self.embedding = nn.Embedding(cfg.vocab_size, cfg.hidden)
-        self.position = nn.Embedding(cfg.seq_len, cfg.hidden)
+        self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.layers)})
-        self.final_norm = LayerNorm1P(cfg.hidden, eps=cfg.layer_norm_eps)
+        self.head = Head(cfg, self.embeddings.word)
         self.init_weights()
 
     @torch.no_grad()
@@ -110,8 +131,7 @@ class GPT(nn.Module):
                 module.reset_parameters()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.embedding(tokens) + self.position(positions)
+        x = self.embeddings(tokens)
         for layer in self.layers.values():
             x = layer(x)
-        return F.linear(self.final_norm(x), self.embedding.weight)  # output layer tied to the embedding
+        return self.head(x)

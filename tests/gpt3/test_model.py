@@ -62,7 +62,8 @@ def test_output_layer_is_tied_to_the_embedding():
     cfg = GPTConfig.tiny()
     model = GPT(cfg)
     names = [n for n, _ in model.named_parameters()]
-    assert "embedding.weight" in names and not any("output" in n for n in names)
+    assert "embeddings.word.weight" in names and not any(n.startswith("head.") and "weight" in n and "norm" not in n
+                                                         for n in names)
     tokens = torch.randint(0, cfg.vocab_size, (1, 8))
     model(tokens).sum().backward()
-    assert model.embedding.weight.grad is not None
+    assert model.embeddings.word.weight.grad is not None
