@@ -131,7 +131,8 @@ class GPT(nn.Module):
                 module.reset_parameters()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.embeddings(tokens)
+        """A pipeline stage without `embeddings` takes hidden states; one without `head` returns them."""
+        x = self.embeddings(tokens) if self.embeddings is not None else tokens
         for layer in self.layers.values():
             x = layer(x)
-        return self.head(x)
+        return self.head(x) if self.head is not None else x

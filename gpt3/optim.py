@@ -2,24 +2,31 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as torch_dist
 from torch.distributed.tensor import DTensor
 
 
 @torch.no_grad()
-def clip_grad_norm_(parameters, max_norm: float) -> torch.Tensor:
+def clip_grad_norm_(parameters, max_norm: float, pp_group=None, also_scale=()) -> torch.Tensor:
     """Scale gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
 
     A sharded DTensor gradient's norm is reduced across its mesh (`full_tensor`
     of the per-parameter norm), so every rank clips by the same, true norm;
-    replicated and plain gradients count once.
+    replicated and plain gradients count once. With pipeline stages, the
+    squared norms of all stages are summed over `pp_group`; `also_scale` are
+    gradients clipped alongside but not counted (the last stage's copy of the
+    tied embedding, counted in the first stage).
     """
     grads = [p.grad for p in parameters if p.grad is not None]
-    norms = []
+    squares = torch.zeros((), dtype=torch.float32)
     for g in grads:
         n = torch.linalg.vector_norm(g, dtype=torch.float32)
-        norms.append(n.full_tensor() if isinstance(n, DTensor) else n)
-    total = torch.linalg.vector_norm(torch.stack(norms))
+        n = n.full_tensor() if isinstance(n, DTensor) else n
+        squares = squares.to(n.device) + n * n
+    if pp_group is not None:
+        torch_dist.all_reduce(squares, group=pp_group)
+    total = squares.sqrt()
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    for g in grads:
+    for g in grads + [p.grad for p in also_scale if p.grad is not None]:
         g.mul_(scale)
     return total

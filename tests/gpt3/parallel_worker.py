@@ -9,41 +9,67 @@ import torch.nn.functional as F
 from common import dist
 from gpt3.model import GPT, GPTConfig
 from gpt3.optim import clip_grad_norm_
-from gpt3.parallelize import build_mesh, parallelize
+from gpt3.parallelize import build_mesh, build_schedule, parallelize, pipeline_stages, sync_tied_embedding_grads
+
+
+def loss_fn(logits, targets):
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tp", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--pp", type=int, default=1)
+    parser.add_argument("--interleave", type=int, default=1, help="pipeline stages per rank")
+    parser.add_argument("--microbatches", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4, help="global batch")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     denv = dist.read_dist_env()
     device = torch.device("cpu")
     dist.init_distributed(denv, device)
-    mesh = build_mesh(device, denv.world_size, args.tp)
+    mesh = build_mesh(device, denv.world_size, args.tp, args.pp)
     torch.manual_seed(0)  # the same initial weights and data on every rank
     model = GPT(GPTConfig.tiny())
     # counting sequences (each token is the previous + 1): learnable in a few steps
     starts = torch.randint(0, model.cfg.vocab_size, (args.steps, args.batch, 1))
     data = (starts + torch.arange(33)) % model.cfg.vocab_size
-    wrapped = parallelize(model, mesh, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
-                                  foreach=False)
-    dp, dp_rank = mesh["dp"].size(), mesh["dp"].get_local_rank()
+    pp_mesh, dp_mesh = mesh["pp"], mesh["dp"]
+    if args.pp > 1:
+        stages = pipeline_stages(model, pp_mesh.get_local_rank(), args.pp, args.interleave)
+        schedule = build_schedule(stages, pp_mesh, device, args.microbatches, loss_fn)
+        modules = [m for _, m in stages]
+        first, last = stages[0][0] == 0, stages[-1][0] == args.pp * args.interleave - 1
+    else:
+        wrapped = parallelize(model, mesh, device)
+        modules = [model]
+    params = [p for m in modules for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, foreach=False)
+    dp, dp_rank = dp_mesh.size(), dp_mesh.get_local_rank()
     losses = []
     for step in range(args.steps):
         batch = data[step].chunk(dp)[dp_rank]  # data parallel ranks split the global batch
-        logits = wrapped(batch[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
-        loss.backward()
-        clip_grad_norm_(list(model.parameters()), 1.0)
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        if args.pp > 1:
+            micro = []
+            schedule.step(*([inputs] if first else []), **({"target": targets, "losses": micro} if last else {}))
+            loss = torch.stack(micro).mean() if last else torch.zeros(())
+            sync_tied_embedding_grads(modules, pp_mesh)
+            pp_group = pp_mesh.get_group()
+        else:
+            loss = loss_fn(wrapped(inputs), targets)
+            loss.backward()
+            pp_group = None
+        # the last stage's copy of the tied embedding is counted once, in the first stage
+        copies = {id(m.head.word.weight) for m in modules if m.embeddings is None and m.head is not None}
+        clip_grad_norm_([p for p in params if id(p) not in copies], 1.0, pp_group=pp_group,
+                        also_scale=[p for p in params if id(p) in copies])
         optimizer.step()
         optimizer.zero_grad()
-        mean = loss.detach().clone()
-        torch_dist.all_reduce(mean, group=mesh["dp"].get_group())
-        losses.append(mean.item() / dp)
+        total = loss.detach().clone()
+        torch_dist.all_reduce(total)  # over all ranks: DP ranks average, only the last PP stage holds a loss
+        losses.append(total.item() / (dp * mesh["tp"].size()))
     if denv.rank == 0:
         with open(args.out, "w") as f:
             json.dump(losses, f)

@@ -1,4 +1,4 @@
-"""Tensor and data parallelism on 2 gloo processes give the losses of one process (torch.distributed)."""
+"""Tensor, pipeline and data parallelism on 2 gloo processes give the losses of one process."""
 import json
 import subprocess
 import sys
@@ -32,3 +32,11 @@ def test_tensor_parallel_2_with_sequence_parallel_matches_one_process(single, tm
 
 def test_data_parallel_2_matches_one_process_with_twice_the_batch(single, tmp_path):
     assert losses(tmp_path, 2, "--steps", "5") == pytest.approx(single, rel=1e-4)
+
+
+def test_pipeline_parallel_2_matches_one_process(single, tmp_path):
+    assert losses(tmp_path, 2, "--pp", "2", "--steps", "5") == pytest.approx(single, rel=1e-4)
+
+
+def test_interleaved_pipeline_2x2_virtual_stages_matches_one_process(single, tmp_path):
+    assert losses(tmp_path, 2, "--pp", "2", "--interleave", "2", "--steps", "5") == pytest.approx(single, rel=1e-4)
