@@ -1,5 +1,7 @@
-"""Gradient clipping over plain and tensor-parallel (DTensor) parameters."""
+"""Gradient clipping over plain and tensor-parallel (DTensor) parameters, and the LR schedule."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.distributed as torch_dist
@@ -30,3 +32,17 @@ def clip_grad_norm_(parameters, max_norm: float, pp_group=None, also_scale=()) -
     for g in grads + [p.grad for p in also_scale if p.grad is not None]:
         g.mul_(scale)
     return total
+
+
+def cosine_warmup_lr(step: float, *, base_lr: float, min_lr: float, warmup_steps: float, total_steps: float) -> float:
+    """NeMo/Megatron's linear warmup then cosine annealing, at optimizer step `step`.
+
+    base_lr * step / warmup during warmup; then min_lr + (base_lr - min_lr) *
+    0.5 * (1 + cos(pi * (step - warmup) / (total - warmup))); min_lr after total.
+    """
+    if step <= warmup_steps:
+        return base_lr * step / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    ratio = (step - warmup_steps) / (total_steps - warmup_steps)
+    return min_lr + (base_lr - min_lr) * 0.5 * (math.cos(math.pi * ratio) + 1.0)

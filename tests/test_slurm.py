@@ -5,7 +5,7 @@ import pytest
 
 from compliance.check import run_checker, summarize
 from compliance.check import read_events as mllog_events
-from tests.conftest import REPO, run_bash
+from tests.conftest import BERT_CPU_CONFIG, REPO, run_bash
 from tests.slurm_cluster import SlurmCluster, missing_binaries
 
 pytestmark = pytest.mark.slow
@@ -55,3 +55,24 @@ def test_sbatch_run_sub_runs_two_experiments_of_two_tasks(slurm, synthetic_image
         assert next(e["value"] for e in events if e["key"] == "model_bn_span") == 32  # 2 srun tasks x 32
     assert summarize(logs[0]).seed != summarize(logs[1]).seed
     assert "All 2 experiment(s) passed" in output
+
+
+def test_sbatch_bert_run_sub_trains_from_its_checkpoint_on_two_tasks(slurm, bert_synthetic, tmp_path):
+    logdir = tmp_path / "logs"
+    proc = run_bash(f'sbatch --parsable -N "$DGXNNODES" -t "$WALLTIME" -o "{tmp_path}/slurm-%j.out" run.sub',
+                    cwd=REPO / "bert", config=BERT_CPU_CONFIG,
+                    env={**slurm.env, "DATADIR": str(bert_synthetic), "LOGDIR": str(logdir),
+                         "NEXP": "1", "DATESTAMP": "slurm"},
+                    overrides={"DGXNGPU": "2", "BATCHSIZE": "16"})
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip().split(";")[0]
+    state = slurm.wait_for_job(job_id, timeout=1200)
+    output = (tmp_path / f"slurm-{job_id}.out").read_text()
+    assert state == "COMPLETED", output[-5000:]
+    log = logdir / "slurm_1.log"
+    passed, checker_output = run_checker(log)
+    assert passed, checker_output
+    events = mllog_events(log)
+    assert [e["key"] for e in events].count("init_start") == 1
+    assert next(e["value"] for e in events if e["key"] == "global_batch_size") == 64  # 2 srun tasks x 16 x 2
+    assert summarize(log).status == "success"
