@@ -61,11 +61,13 @@ class GPTRunConfig:
     pipeline_parallel: int = env_field("PIPELINE_MODEL_PARALLEL", "pipeline-parallel size", 1)
     interleaved_pipeline: int = env_field("INTERLEAVED_PIPELINE", "pipeline stages per pipeline rank", 1)
     micro_batch_size: int = env_field("MICRO_BATCH_SIZE", "sequences per micro-batch", 1)
-    model_size: Literal["175b", "tiny"] = env_field(
-        "MODEL_SIZE", "175b: GPT-3 (the benchmark); tiny: the same code at CPU size", "175b")
+    model_size: Literal["175b", "cpu"] = env_field(
+        "MODEL_SIZE", "175b: GPT-3 (the benchmark); cpu: the same code, tiny width, 2048 context", "175b")
     eval_every: int = env_field(
         "EVAL_EVERY_SAMPLES", "training sequences between evaluations (0: the rules' 24,576)", 0)
-    max_steps: int = env_field("MAX_STEPS", "give up after this many steps past the checkpoint (0: none)", 0)
+    max_samples: int = env_field(
+        "MAX_SAMPLES", "give up after this many training sequences (NVIDIA: 20,000,000, no sample repeated)",
+        20_000_000)
     device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train", "auto")
     precision: Literal["fp32", "bf16"] = env_field("PRECISION", "fp32, or bf16 autocast", "bf16")
 

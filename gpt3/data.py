@@ -159,6 +159,14 @@ def gpt_sample(ds: IndexedDataset, index: SampleIndex, k: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64)
 
 
+def validation_windows(ds: IndexedDataset, seq_len: int) -> np.ndarray:
+    """Every full seq_len + 1-token window (overlapping by one) of one in-order pass over the documents."""
+    tokens = np.concatenate([np.asarray(ds[i]) for i in range(len(ds))]).astype(np.int64)
+    count = (len(tokens) - 1) // seq_len
+    return np.stack([tokens[k * seq_len: k * seq_len + seq_len + 1] for k in range(count)]) if count \
+        else np.zeros((0, seq_len + 1), np.int64)
+
+
 def blend(weights: list[float], num_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """(dataset, sample within dataset) for each blended sample, as Megatron's BlendableDataset."""
     weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
@@ -170,3 +178,21 @@ def blend(weights: list[float], num_samples: int) -> tuple[np.ndarray, np.ndarra
         which[i], within[i] = d, counts[d]
         counts[d] += 1
     return which, within
+
+
+def main(argv=None) -> int:
+    """`python3 -m gpt3.data synthesize DIR`: the synthetic corpus (see gpt3.synthetic)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("command", choices=["synthesize"])
+    parser.add_argument("root", type=Path)
+    args = parser.parse_args(argv)
+    from gpt3.synthetic import synthesize  # it imports this module
+
+    synthesize(args.root)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -33,8 +33,14 @@ class GPTConfig:
 
     @classmethod
     def tiny(cls, vocab_size: int = 512) -> "GPTConfig":
-        """Same code, CPU-sized: for smoke runs and tests."""
+        """Same code, CPU-sized, short context: for tests."""
         return cls(vocab_size=vocab_size, seq_len=128, hidden=64, layers=4, heads=4, ffn=256)
+
+    @classmethod
+    def cpu(cls) -> "GPTConfig":
+        """The CPU smoke run's model: the benchmark's 2048-token context, tiny width, and a vocabulary
+        padded to 256 for the synthetic corpus's tokenizer."""
+        return cls(vocab_size=256, seq_len=2048, hidden=64, layers=2, heads=2, ffn=256)
 
 
 class LayerNorm1P(nn.LayerNorm):

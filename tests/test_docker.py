@@ -14,7 +14,7 @@ LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "gpt3", "tests"}
 # What nvcr.io/nvidia/pytorch images ship (import name -> distribution).
 NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow",
                         "apex": "apex", "transformer_engine": "transformer-engine"}
-DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120", "h5py": "h5py"}
+DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120", "h5py": "h5py", "sentencepiece": "sentencepiece", "zarr": "zarr"}
 
 
 def hadolint() -> str:
