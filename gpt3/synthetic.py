@@ -46,7 +46,7 @@ class LanguageSpec:
     seed: int = 4321
 
 
-PRETRAIN_STEPS = 300
+PRETRAIN_STEPS = 200
 PRETRAIN_BATCH = 4
 PRETRAIN_LR = 3e-3
 

@@ -110,3 +110,25 @@ def test_a_short_training_run_logs_every_key_closed_gpt3_requires(small_corpus, 
     assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted"
     accuracy = [e for e in events if e["key"] == "eval_accuracy"]
     assert accuracy[0]["metadata"]["epoch_num"] == 40 * 2048  # progress in tokens
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_reaches_the_window_from_its_checkpoint_and_passes_the_checker(tmp_path):
+    """The whole synthetic flow (corpus, tokenizer, untimed pre-training) and one run through run_local.sh."""
+    from compliance.check import run_checker, summarize
+    from tests.conftest import run_bash
+
+    root = tmp_path / "gpt3-synthetic"
+    subprocess.run([sys.executable, "-m", "gpt3.data", "synthesize", str(root)], cwd=REPO, check=True,
+                   capture_output=True, timeout=900)
+    proc = run_bash("cd gpt3 && ../common/run_local.sh", config=GPT3_CPU_CONFIG,
+                    env={"DATADIR": str(root), "LOGDIR": str(tmp_path / "logs"), "NEXP": "1", "DATESTAMP": "cpu"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = tmp_path / "logs" / "cpu_1.log"
+    passed, output = run_checker(log)
+    assert passed, output
+    run = summarize(log)
+    assert (run.benchmark, run.status, run.synthetic) == ("gpt3", "success", True)
+    values = [e["value"] for e in read_events(log) if e["key"] == "eval_accuracy"]
+    floor = json.loads((root / "SYNTHETIC.json").read_text())["entropy_floor"]
+    assert 2.6 < floor < values[-1] <= 2.69  # inside the window, above the language's floor
