@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from gpt3.model import GPT
 
@@ -103,15 +104,21 @@ def _targets(model: GPT) -> dict[str, tuple[list[torch.nn.Parameter], bool]]:
     return out
 
 
-def load_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directory: Path) -> dict:
-    """Load weights, and the Adam moments when `optimizer` is given; returns common.pt."""
+def load_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directory: Path,
+                    weights: bool = True) -> dict:
+    """Load weights (unless `weights=False`), and the Adam moments when `optimizer` is given; returns common.pt.
+
+    Parameters that are tensor-parallel DTensors get their shard of each array
+    (`distribute_tensor` with the parameter's placements), so a model can load
+    whole and then be parallelized, with the moments loaded after it.
+    """
     directory = Path(directory)
     meta = directory / "metadata.json"
     if not meta.is_file() or json.loads(meta.read_text()).get("sharded_backend") != "zarr":
         raise CheckpointError(f"checkpoint {directory}: metadata.json with sharded_backend 'zarr' is missing")
     common = torch.load(directory / "common.pt", weights_only=True)
-    prefixes = [("", None)] + ([(f"optimizer.state.{m}.", m) for m in ("exp_avg", "exp_avg_sq")]
-                               if optimizer is not None else [])
+    prefixes = ([("", None)] if weights else []) + ([(f"optimizer.state.{m}.", m) for m in ("exp_avg", "exp_avg_sq")]
+                                                    if optimizer is not None else [])
     with torch.no_grad():
         for prefix, moment in prefixes:
             for name, (group, stacked) in _targets(model).items():
@@ -119,6 +126,8 @@ def load_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directo
                 value = _read(directory, prefix + name, shape)
                 for i, p in enumerate(group):
                     v = (value[i] if stacked else value).to(p.device, p.dtype)
+                    if isinstance(p, DTensor):
+                        v = distribute_tensor(v, p.device_mesh, p.placements)
                     if moment is None:
                         p.copy_(v)
                     else:

@@ -45,6 +45,9 @@ def build_mesh(device: torch.device, world_size: int, tensor_parallel: int = 1,
         raise ValueError(f"TENSOR_MODEL_PARALLEL={tensor_parallel} x PIPELINE_MODEL_PARALLEL={pipeline_parallel} "
                          f"does not divide the {world_size} processes")
     shape = (pipeline_parallel, world_size // model_parallel, tensor_parallel)
+    if not torch_dist.is_initialized():  # one process: a one-rank group, so the same mesh code runs
+        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=torch_dist.HashStore(),
+                                      rank=0, world_size=1)
     return init_device_mesh(device.type, shape, mesh_dim_names=("pp", "dp", "tp"))
 
 

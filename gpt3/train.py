@@ -11,8 +11,9 @@ of the two training files with Adam (0.9, 0.95, 1e-8, weight decay 0.1,
 clipping 1.0), and evaluates log-perplexity over the whole validation set every
 24,576 sequences. MLPerf counts GPT-3's progress in tokens (`epoch_num`).
 
-This training loop runs data parallel (DDP) only; tensor and pipeline
-parallelism exist in `parallelize.py` but are not wired into it yet.
+This training loop runs tensor parallel (TP, with sequence parallelism) or
+data parallel (DDP); pipeline parallelism exists in `parallelize.py` but is not
+wired into it yet, nor are TP and DP combined.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from common import dist
 from common.config import SystemConfig, default_config_file, describe, load_configs
@@ -36,6 +36,7 @@ from gpt3.checkpoint import load_checkpoint
 from gpt3.config import RULES, GPTRunConfig
 from gpt3.model import GPT, GPTConfig
 from gpt3.optim import clip_grad_norm_, cosine_warmup_lr
+from gpt3.parallelize import build_mesh, parallelize
 from gpt3.synthetic import SYNTHETIC_MARKER, TRAIN_FILES, VALID_FILE
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -94,12 +95,12 @@ def validation_batches(ds: data.IndexedDataset, seq_len: int, rank: int, world: 
 
 
 class Trainer:
-    def __init__(self, cfg: GPTRunConfig, arch: GPTConfig, model: GPT, optimizer, denv: dist.DistEnv,
+    def __init__(self, cfg: GPTRunConfig, arch: GPTConfig, model: GPT, wrapped, optimizer, mesh,
                  device: torch.device, train: TrainSamples, valid, eval_count: int):
         self.cfg, self.arch, self.model, self.optimizer, self.device = cfg, arch, model, optimizer, device
-        self.ddp = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-                    if denv.world_size > 1 else model)
-        self.rank, self.gbs = denv.rank, cfg.global_batch(denv.world_size)
+        self.ddp = wrapped  # the model as parallelize() returned it (DDP, or the TP-sharded model itself)
+        self.dp_rank, self.tp = mesh["dp"].get_local_rank(), mesh["tp"].size()
+        self.gbs = cfg.minibs * mesh["dp"].size()
         self.train, self.valid, self.eval_count = train, valid, eval_count
         self.base_lr = RULES.base_lr(self.gbs)
         self.init_step = RULES.init_checkpoint_step(self.gbs)
@@ -137,7 +138,7 @@ class Trainer:
                               warmup_steps=RULES.warmup_steps(self.gbs), total_steps=RULES.schedule_steps(self.gbs))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        first = self.step * self.gbs + self.rank * self.cfg.minibs
+        first = self.step * self.gbs + self.dp_rank * self.cfg.minibs  # TP ranks share their batch
         micro, accum = self.cfg.micro_batch_size, self.cfg.accumulation_steps()
         total = torch.zeros((), device=self.device)
         for m in range(accum):
@@ -181,6 +182,7 @@ class Trainer:
             sums[0] += F.cross_entropy(logits.flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="sum")
             sums[1] += tokens[:, 1:].numel()
         dist.all_reduce_sum(sums)
+        sums /= self.tp  # every tensor-parallel rank evaluated the same windows
         if int(sums[1]) != self.eval_count * self.arch.seq_len:
             raise RuntimeError(f"evaluated {int(sums[1])} tokens, expected {self.eval_count * self.arch.seq_len}")
         return float(sums[0] / sums[1])
@@ -197,23 +199,27 @@ def main(argv=None) -> int:
         dist.init_distributed(denv, device)
         seed = dist.broadcast_int(args.seed if args.seed is not None else secrets.randbelow(2**31), device)
         run.log_seed(seed)
-        if cfg.tensor_parallel > 1 or cfg.pipeline_parallel > 1:
-            raise NotImplementedError("the training loop runs data parallel only so far (gpt3/README.md)")
+        if cfg.pipeline_parallel > 1:
+            raise NotImplementedError("the training loop has no pipeline parallelism yet (gpt3/README.md)")
+        mesh = build_mesh(device, denv.world_size, cfg.tensor_parallel)
         torch.manual_seed(seed)
         arch = GPTConfig.cpu() if cfg.model_size == "cpu" else GPTConfig()
         model = GPT(arch).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, betas=RULES.adam_betas, eps=RULES.adam_eps,
-                                      weight_decay=RULES.weight_decay)
         checkpoint = find_checkpoint(args)
-        load_checkpoint(model, optimizer, checkpoint)
+        load_checkpoint(model, None, checkpoint)  # the whole model, then sharded by parallelize()
+        wrapped = parallelize(model, mesh, device)
+        # after parallelize: TP replaces parameters with DTensors (mixed with plain ones, hence no foreach)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, betas=RULES.adam_betas, eps=RULES.adam_eps,
+                                      weight_decay=RULES.weight_decay, foreach=False)
+        load_checkpoint(model, optimizer, checkpoint, weights=False)  # the Adam moments, sharded alike
         logger.event("init_checkpoint", str(checkpoint))
         root = args.data_dir / "preproc_data"
         gbs = cfg.global_batch(denv.world_size)
         train = TrainSamples([data.IndexedDataset(root / name) for name in TRAIN_FILES], cfg.max_samples + gbs,
                              arch.seq_len, seed)
-        valid, eval_count = validation_batches(data.IndexedDataset(root / VALID_FILE), arch.seq_len, denv.rank,
-                                               denv.world_size, cfg.micro_batch_size)
-        trainer = Trainer(cfg, arch, model, optimizer, denv, device, train, valid, eval_count)
+        valid, eval_count = validation_batches(data.IndexedDataset(root / VALID_FILE), arch.seq_len,
+                                               mesh["dp"].get_local_rank(), mesh["dp"].size(), cfg.micro_batch_size)
+        trainer = Trainer(cfg, arch, model, wrapped, optimizer, mesh, device, train, valid, eval_count)
         logger.events(trainer.hyperparameters())
         logger.event("data_synthetic", (args.data_dir / SYNTHETIC_MARKER).is_file())
         run.start_timed_region()

@@ -132,3 +132,21 @@ def test_cpu_smoke_run_reaches_the_window_from_its_checkpoint_and_passes_the_che
     values = [e["value"] for e in read_events(log) if e["key"] == "eval_accuracy"]
     floor = json.loads((root / "SYNTHETIC.json").read_text())["entropy_floor"]
     assert 2.6 < floor < values[-1] <= 2.69  # inside the window, above the language's floor
+
+
+def _evals(root, tmp_path, nproc, **overrides):
+    log = tmp_path / f"run_{nproc}.log"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "gpt3.train"] if nproc > 1 else [sys.executable, "-m", "gpt3.train"]
+    proc = subprocess.run([*cmd, "--data-dir", str(root), "--seed", "9", "--log-file", str(log)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600,
+                          env=config_env(GPT3_CPU_CONFIG, MAX_SAMPLES="80", **overrides))
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]  # out of budget, far from the target
+    return [e["value"] for e in read_events(log) if e["key"] == "eval_accuracy"]
+
+
+def test_the_training_loop_with_tensor_parallel_2_gives_the_single_process_evals(small_corpus, tmp_path):
+    root, _, _ = small_corpus
+    single = _evals(root, tmp_path, 1)
+    assert len(single) == 2
+    assert _evals(root, tmp_path, 2, DGXNGPU="2", TENSOR_MODEL_PARALLEL="2") == pytest.approx(single, rel=1e-4)
