@@ -8,6 +8,8 @@ NVIDIA's v3.0 BERT used). Embeddings, heads and attention itself stay in bf16.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 
@@ -38,7 +40,13 @@ def apply_transformer_engine(model: nn.Module, device: torch.device) -> None:
                     setattr(parent, name, fast)
 
 
+@functools.lru_cache(maxsize=None)
+def _recipe():
+    """One delayed-scaling recipe for the whole run (not a new one per micro-step)."""
+    _, recipe = _te()
+    return recipe.DelayedScaling(fp8_format=recipe.Format.HYBRID, amax_history_len=16, amax_compute_algo="max")
+
+
 def fp8_autocast():
-    te, recipe = _te()
-    return te.fp8_autocast(enabled=True, fp8_recipe=recipe.DelayedScaling(
-        fp8_format=recipe.Format.HYBRID, amax_history_len=16, amax_compute_algo="max"))
+    te, _ = _te()
+    return te.fp8_autocast(enabled=True, fp8_recipe=_recipe())

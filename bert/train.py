@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import dataclasses
 import math
-import secrets
 from pathlib import Path
 
 import torch
@@ -220,9 +219,7 @@ def main(argv=None) -> int:
     logger = MLPerfLogger(rank=denv.rank, filename=args.log_file)
     reached = False
     with MLPerfRun(logger, RULES.benchmark, system) as run:
-        device = dist.select_device(denv, cfg.device)
-        dist.init_distributed(denv, device)
-        seed = dist.broadcast_int(args.seed if args.seed is not None else secrets.randbelow(2**31), device)
+        device, seed = dist.start(denv, cfg.device, args.seed)
         run.log_seed(seed)
         torch.manual_seed(seed + denv.rank)  # per-rank dropout streams; all ranks load the same checkpoint
         arch, max_predictions = model_config(cfg)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -107,6 +108,13 @@ def init_distributed(denv: DistEnv, device: torch.device) -> None:
     dist.init_process_group(backend=backend, rank=denv.rank, world_size=denv.world_size,
                             init_method=f"tcp://{denv.master_addr}:{denv.master_port}",
                             device_id=device if device.type == "cuda" else None)
+
+
+def start(denv: DistEnv, device_choice: str, seed: int | None) -> tuple[torch.device, int]:
+    """Pick this rank's device, join the process group, and agree on the run seed (random unless given)."""
+    device = select_device(denv, device_choice)
+    init_distributed(denv, device)
+    return device, broadcast_int(seed if seed is not None else secrets.randbelow(2**31), device)
 
 
 def shutdown() -> None:

@@ -31,6 +31,13 @@ class RunSummary:
     org: str | None
 
 
+def rules_file(name: str) -> Path:
+    """The installed checker's rule file for this ruleset, e.g. `closed_gpt3.yaml`."""
+    import mlperf_logging
+
+    return Path(mlperf_logging.__path__[0]) / "compliance_checker" / f"{USAGE}_{RULESET}" / name
+
+
 def read_events(path: Path) -> list[dict]:
     events = []
     for line in Path(path).read_text(errors="replace").splitlines():

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -195,9 +194,7 @@ def main(argv=None) -> int:
     logger = MLPerfLogger(rank=denv.rank, filename=args.log_file)
     reached = False
     with MLPerfRun(logger, RULES.benchmark, system) as run:
-        device = dist.select_device(denv, cfg.device)
-        dist.init_distributed(denv, device)
-        seed = dist.broadcast_int(args.seed if args.seed is not None else secrets.randbelow(2**31), device)
+        device, seed = dist.start(denv, cfg.device, args.seed)
         run.log_seed(seed)
         if cfg.pipeline_parallel > 1:
             raise NotImplementedError("the training loop has no pipeline parallelism yet (gpt3/README.md)")

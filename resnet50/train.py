@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import secrets
 from pathlib import Path
 
 import torch
@@ -168,9 +167,7 @@ def main(argv=None) -> int:
     logger = MLPerfLogger(rank=denv.rank, filename=args.log_file)
     reached = False
     with MLPerfRun(logger, RULES.benchmark, system) as run:
-        device = dist.select_device(denv, cfg.device)
-        dist.init_distributed(denv, device)
-        seed = dist.broadcast_int(args.seed if args.seed is not None else secrets.randbelow(2**31), device)
+        device, seed = dist.start(denv, cfg.device, args.seed)
         run.log_seed(seed)
         # Per-rank RNG streams, so ranks draw different augmentations; DDP
         # broadcasts rank 0's initial weights, so the model starts identical.

@@ -32,18 +32,24 @@ def slurm(tmp_path_factory):
         assert not os.path.exists(f"/proc/{pid}"), f"SLURM/munge daemon {pid} still running"
 
 
-def test_sbatch_run_sub_runs_two_experiments_of_two_tasks(slurm, synthetic_imagenet, tmp_path):
-    logdir = tmp_path / "logs"
+def sbatch_run_sub(slurm, bench: str, data_dir, tmp_path, nexp: int, overrides: dict, **run_bash_args) -> str:
+    """Submit BENCH/run.sub with sbatch, wait for it to complete, return the job's output."""
     proc = run_bash(f'sbatch --parsable -N "$DGXNNODES" -t "$WALLTIME" -o "{tmp_path}/slurm-%j.out" run.sub',
-                    cwd=REPO / "resnet50",
-                    env={**slurm.env, "DATADIR": str(synthetic_imagenet), "LOGDIR": str(logdir),
-                         "NEXP": "2", "DATESTAMP": "slurm"},
-                    overrides={"DGXNGPU": "2", "BATCHSIZE": "32"})
+                    cwd=REPO / bench,
+                    env={**slurm.env, "DATADIR": str(data_dir), "LOGDIR": str(tmp_path / "logs"),
+                         "NEXP": str(nexp), "DATESTAMP": "slurm"},
+                    overrides=overrides, **run_bash_args)
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip().split(";")[0]
     state = slurm.wait_for_job(job_id, timeout=1200)
     output = (tmp_path / f"slurm-{job_id}.out").read_text()
     assert state == "COMPLETED", output[-5000:]
+    return output
+
+
+def test_sbatch_run_sub_runs_two_experiments_of_two_tasks(slurm, synthetic_imagenet, tmp_path):
+    logdir = tmp_path / "logs"
+    output = sbatch_run_sub(slurm, "resnet50", synthetic_imagenet, tmp_path, 2, {"DGXNGPU": "2", "BATCHSIZE": "32"})
     logs = sorted(logdir.glob("slurm_*.log"))
     assert [log.name for log in logs] == ["slurm_1.log", "slurm_2.log"]
     for log in logs:
@@ -58,18 +64,9 @@ def test_sbatch_run_sub_runs_two_experiments_of_two_tasks(slurm, synthetic_image
 
 
 def test_sbatch_bert_run_sub_trains_from_its_checkpoint_on_two_tasks(slurm, bert_synthetic, tmp_path):
-    logdir = tmp_path / "logs"
-    proc = run_bash(f'sbatch --parsable -N "$DGXNNODES" -t "$WALLTIME" -o "{tmp_path}/slurm-%j.out" run.sub',
-                    cwd=REPO / "bert", config=BERT_CPU_CONFIG,
-                    env={**slurm.env, "DATADIR": str(bert_synthetic), "LOGDIR": str(logdir),
-                         "NEXP": "1", "DATESTAMP": "slurm"},
-                    overrides={"DGXNGPU": "2", "BATCHSIZE": "16"})
-    assert proc.returncode == 0, proc.stderr
-    job_id = proc.stdout.strip().split(";")[0]
-    state = slurm.wait_for_job(job_id, timeout=1200)
-    output = (tmp_path / f"slurm-{job_id}.out").read_text()
-    assert state == "COMPLETED", output[-5000:]
-    log = logdir / "slurm_1.log"
+    sbatch_run_sub(slurm, "bert", bert_synthetic, tmp_path, 1, {"DGXNGPU": "2", "BATCHSIZE": "16"},
+                   config=BERT_CPU_CONFIG)
+    log = tmp_path / "logs" / "slurm_1.log"
     passed, checker_output = run_checker(log)
     assert passed, checker_output
     events = mllog_events(log)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from compliance.check import read_events
+from compliance.check import read_events, rules_file
 from gpt3.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt3.data import IndexedDataset
 from gpt3.model import GPT, GPTConfig
@@ -93,11 +93,7 @@ def test_a_short_training_run_logs_every_key_closed_gpt3_requires(small_corpus, 
     assert proc.returncode == 1, proc.stderr[-3000:]  # one block, far from the target: out of budget
     events = read_events(log)
     keys = [e["key"] for e in events]
-    import mlperf_logging
-
-    rules_file = f"{mlperf_logging.__path__[0]}/compliance_checker/training_3.0.0/closed_gpt3.yaml"
-    with open(rules_file) as f:
-        rules = yaml.safe_load(f)
+    rules = yaml.safe_load(rules_file("closed_gpt3.yaml").read_text())
     for rule in rules:
         name = rule["KEY"]["NAME"]
         assert keys.count(name) >= 1, name
