@@ -12,8 +12,14 @@ as Megatron names them, the layers stacked on axis 0:
 with the Adam moments under `optimizer.state.exp_avg.<name>` and
 `optimizer.state.exp_avg_sq.<name>`. QKV is stored per head ([head, (q,k,v),
 head_dim] rows) and LayerNorm weights as gamma - 1 ("layernorm1p"): the same
-conventions `gpt3.model` uses, so tensors map one to one. Loading here is into
-a whole (unsharded) model; a missing array or a shape that does not fit is an
+conventions `gpt3.model` uses, so tensors map one to one.
+
+Loading is shard by shard: the model (or a pipeline stage of it) is built on
+the `meta` device, parallelized, materialised with `to_empty`, and each rank
+then reads only its own region of each array — its layers, and for a DTensor
+parameter (tensor-parallel and/or FSDP2-sharded) its local shard — so no rank
+ever holds the whole 175B model. Saving writes a whole (unsharded) model, as
+the synthetic flow needs. A missing array or a shape that does not fit is an
 error naming the directory and the array.
 """
 from __future__ import annotations
@@ -23,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.distributed.tensor import DTensor
+from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
 from gpt3.model import GPT
 
@@ -48,18 +55,21 @@ class CheckpointError(ValueError):
 
 
 def megatron_tensors(model: GPT, values=lambda p: p) -> dict[str, torch.Tensor]:
-    """Megatron name -> tensor (layers stacked) for the model's parameters mapped by `values`."""
-    return {name: torch.stack([values(p) for p in group]) if stacked else values(group[0])
-            for name, (group, stacked) in _targets(model).items()}
+    """Megatron name -> tensor (layers stacked) for a whole model's parameters mapped by `values`."""
+    return {name: torch.stack([values(p) for p in group]) if layers is not None else values(group[0])
+            for name, (group, layers) in _targets(model).items()}
 
 
 def _write(path: Path, tensor: torch.Tensor) -> None:
     import zarr  # imported here: only checkpoint I/O needs it
 
     array = tensor.detach().float().cpu().numpy()
-    z = zarr.open_array(str(path), mode="w", shape=array.shape, dtype="float32", chunks=array.shape,
-                        zarr_format=2)
+    chunks = (1, *array.shape[1:]) if path.name.startswith(STACKED_PREFIX) else array.shape  # a layer per chunk
+    z = zarr.open_array(str(path), mode="w", shape=array.shape, dtype="float32", chunks=chunks, zarr_format=2)
     z[...] = array
+
+
+STACKED_PREFIX = "language_model.encoder.layers."
 
 
 def save_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directory: Path, step: int,
@@ -76,31 +86,51 @@ def save_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directo
                 _write(directory / f"optimizer.state.{moment}.{name}", tensor)
 
 
-def _read(directory: Path, name: str, shape) -> torch.Tensor:
+def _open(directory: Path, name: str, shape):
+    """The Zarr array `name`, checked against the model's (global) shape; nothing is read yet."""
     import zarr
 
     path = directory / name
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {directory}: array '{name}' is missing")
     try:
-        array = zarr.open_array(str(path), mode="r")[...]
+        array = zarr.open_array(str(path), mode="r")
     except Exception as e:
-        raise CheckpointError(f"checkpoint {directory}: array '{name}' cannot be read ({e})") from e
+        raise CheckpointError(f"checkpoint {directory}: array '{name}' cannot be opened ({e})") from e
     if tuple(array.shape) != tuple(shape):
         raise CheckpointError(f"checkpoint {directory}: array '{name}' has shape {tuple(array.shape)}, "
                               f"the model expects {tuple(shape)}")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return array
 
 
-def _targets(model: GPT) -> dict[str, tuple[list[torch.nn.Parameter], bool]]:
-    """Megatron name -> (our parameters, stacked over layers?)."""
+def _region(p: torch.Tensor) -> tuple[slice, ...]:
+    """The part of the global tensor that this rank holds of parameter (or moment) p."""
+    if isinstance(p, DTensor):
+        shape, offset = compute_local_shape_and_global_offset(p.shape, p.device_mesh, p.placements)
+    else:
+        shape, offset = p.shape, (0,) * p.dim()
+    return tuple(slice(o, o + n) for o, n in zip(offset, shape))
+
+
+def _targets(model: GPT) -> dict[str, tuple[list[torch.nn.Parameter], list[int] | None]]:
+    """Megatron name -> (our parameters, their global layer indices, or None for unstacked tensors).
+
+    Works for a whole model or a pipeline stage: a stage has the layers it holds
+    (under their global names) and the top-level tensors it holds; the last
+    stage's copy of the tied word embedding (`head.word.weight`) maps to the
+    word embeddings.
+    """
     params = dict(model.named_parameters())
     layers = sorted(model.layers, key=int)
-    out = {theirs: ([params[ours]], False) for ours, theirs in TOP_LEVEL.items()}
+    out = {}
+    for ours, theirs in {**TOP_LEVEL, "head.word.weight": TOP_LEVEL["embeddings.word.weight"]}.items():
+        if ours in params and theirs not in out:
+            out[theirs] = ([params[ours]], None)
     for ours, theirs in LAYER_PARTS.items():
         for kind in ("weight", "bias"):
-            out[f"language_model.encoder.layers.{theirs}.{kind}"] = (
-                [params[f"layers.{i}.{ours}.{kind}"] for i in layers], True)
+            if layers:
+                out[f"{STACKED_PREFIX}{theirs}.{kind}"] = (
+                    [params[f"layers.{i}.{ours}.{kind}"] for i in layers], [int(i) for i in layers])
     return out
 
 
@@ -108,30 +138,52 @@ def load_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directo
                     weights: bool = True) -> dict:
     """Load weights (unless `weights=False`), and the Adam moments when `optimizer` is given; returns common.pt.
 
-    Parameters that are tensor-parallel DTensors get their shard of each array
-    (`distribute_tensor` with the parameter's placements), so a model can load
-    whole and then be parallelized, with the moments loaded after it.
+    `model` is a whole model or a pipeline stage, plain or parallelized; each
+    parameter gets its own region of each array. The moments go into the
+    optimizer's own state, which is created first by a step with zero gradients
+    at LR 0 (so its tensors have the layout, device and dtype the optimizer —
+    foreach, fused, DTensor — expects), then overwritten, with the step count
+    of `common.pt`.
     """
     directory = Path(directory)
     meta = directory / "metadata.json"
     if not meta.is_file() or json.loads(meta.read_text()).get("sharded_backend") != "zarr":
         raise CheckpointError(f"checkpoint {directory}: metadata.json with sharded_backend 'zarr' is missing")
     common = torch.load(directory / "common.pt", weights_only=True)
-    prefixes = ([("", None)] if weights else []) + ([(f"optimizer.state.{m}.", m) for m in ("exp_avg", "exp_avg_sq")]
-                                                    if optimizer is not None else [])
+    targets = _targets(model)
+    prefixes = [("", None)] if weights else []
+    if optimizer is not None:
+        _create_state(optimizer, [p for group, _ in targets.values() for p in group])
+        prefixes += [(f"optimizer.state.{m}.", m) for m in ("exp_avg", "exp_avg_sq")]
     with torch.no_grad():
         for prefix, moment in prefixes:
-            for name, (group, stacked) in _targets(model).items():
-                shape = (len(group), *group[0].shape) if stacked else group[0].shape
-                value = _read(directory, prefix + name, shape)
+            for name, (group, layers) in targets.items():
+                full = group[0].shape
+                array = _open(directory, prefix + name, (model.cfg.layers, *full) if layers else full)
                 for i, p in enumerate(group):
-                    v = (value[i] if stacked else value).to(p.device, p.dtype)
-                    if isinstance(p, DTensor):
-                        v = distribute_tensor(v, p.device_mesh, p.placements)
-                    if moment is None:
-                        p.copy_(v)
-                    else:
-                        state = optimizer.state[p]
-                        state[moment] = v.clone()
-                        state["step"] = torch.tensor(float(common["step"]))
+                    target = p if moment is None else optimizer.state[p][moment]
+                    index = ((layers[i],) if layers else ()) + _region(p)
+                    local = target.to_local() if isinstance(target, DTensor) else target
+                    local.copy_(torch.from_numpy(np.ascontiguousarray(array[index])))
+        if optimizer is not None:
+            for group, _ in targets.values():
+                for p in group:
+                    optimizer.state[p]["step"].fill_(float(common["step"]))
     return common
+
+
+@torch.no_grad()
+def _create_state(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
+    """Have the optimizer create its state for `params`: one step with zero gradients at LR 0 (a no-op)."""
+    if all(optimizer.state.get(p) for p in params):
+        return
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for p in params:
+        p.grad = None
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr

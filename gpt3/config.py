@@ -69,11 +69,16 @@ class GPTRunConfig:
         "MAX_SAMPLES", "give up after this many training sequences (NVIDIA: 20,000,000, no sample repeated)",
         20_000_000)
     device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train", "auto")
-    precision: Literal["fp32", "bf16"] = env_field("PRECISION", "fp32, or bf16 autocast", "bf16")
+    precision: Literal["fp32", "bf16", "fp8"] = env_field(
+        "PRECISION", "fp32; bf16 autocast; fp8: bf16 plus Transformer Engine FP8 linears in the blocks (GPU, TP 1)",
+        "bf16")
 
     def __post_init__(self):
         if self.minibs % self.micro_batch_size:
             raise ValueError(f"MICRO_BATCH_SIZE={self.micro_batch_size} does not divide MINIBS={self.minibs}")
+        if self.pipeline_parallel > 1 and self.accumulation_steps() % self.pipeline_parallel:
+            raise ValueError(f"MINIBS / MICRO_BATCH_SIZE = {self.accumulation_steps()} micro-batches per step must be "
+                             f"a multiple of PIPELINE_MODEL_PARALLEL={self.pipeline_parallel}")
         if self.eval_every > RULES.eval_interval_samples:
             raise ValueError(f"EVAL_EVERY_SAMPLES={self.eval_every} evaluates less often than the rules' "
                              f"{RULES.eval_interval_samples}")

@@ -34,6 +34,20 @@ def clip_grad_norm_(parameters, max_norm: float, pp_group=None, also_scale=()) -
     return total
 
 
+def clip_stage_grads(stages, max_norm: float, pp_mesh) -> torch.Tensor:
+    """Clip the gradients of this rank's model (or pipeline stages) by the norm over the whole model.
+
+    The last stage's copy of the tied word embedding is clipped but counted once (in the first stage).
+    """
+    from gpt3.parallelize import tied_copies
+
+    params = [p for m in stages for p in m.parameters()]
+    copies = tied_copies(stages)
+    pp_group = pp_mesh.get_group() if pp_mesh.size() > 1 else None
+    return clip_grad_norm_([p for p in params if id(p) not in copies], max_norm, pp_group=pp_group,
+                           also_scale=[p for p in params if id(p) in copies])
+
+
 def cosine_warmup_lr(step: float, *, base_lr: float, min_lr: float, warmup_steps: float, total_steps: float) -> float:
     """NeMo/Megatron's linear warmup then cosine annealing, at optimizer step `step`.
 

@@ -149,7 +149,7 @@ def make_initial_checkpoint(root: Path, steps: int = PRETRAIN_STEPS) -> Path:
 
     from gpt3.checkpoint import save_checkpoint
     from gpt3.model import GPT, GPTConfig
-    from gpt3.train import TrainSamples, lm_loss  # shared with the timed run
+    from gpt3.train import LMLoss, TrainSamples  # shared with the timed run
 
     torch.manual_seed(0)
     model = GPT(GPTConfig.cpu())
@@ -159,7 +159,8 @@ def make_initial_checkpoint(root: Path, steps: int = PRETRAIN_STEPS) -> Path:
                          steps * PRETRAIN_BATCH, model.cfg.seq_len, seed=12345)
     for step in range(steps):
         tokens = train.batch(range(step * PRETRAIN_BATCH, (step + 1) * PRETRAIN_BATCH))
-        loss = lm_loss(model(tokens[:, :-1]), tokens)
+        tokens = tokens.long()
+        loss = LMLoss()(model(tokens[:, :-1]), tokens[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

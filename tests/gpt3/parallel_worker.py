@@ -1,4 +1,7 @@
-"""Train the tiny GPT for a few steps under a parallel layout; rank 0 writes the losses (torchrun entry)."""
+"""Train the tiny GPT for a few steps under a parallel layout; rank 0 writes the losses (torchrun entry).
+
+Data parallelism takes the processes that --tp x --pp leave, so any combination runs.
+"""
 import argparse
 import json
 
@@ -8,8 +11,9 @@ import torch.nn.functional as F
 
 from common import dist
 from gpt3.model import GPT, GPTConfig
-from gpt3.optim import clip_grad_norm_
-from gpt3.parallelize import build_mesh, build_schedule, parallelize, pipeline_stages, sync_tied_embedding_grads
+from gpt3.optim import clip_stage_grads
+from gpt3.parallelize import (build_mesh, build_schedule, embedding_group, parallelize_stage, pipeline_stages,
+                              set_gradient_sync, sync_tied_embedding_grads)
 
 
 def loss_fn(logits, targets):
@@ -23,7 +27,7 @@ def main():
     parser.add_argument("--interleave", type=int, default=1, help="pipeline stages per rank")
     parser.add_argument("--microbatches", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=4, help="global batch")
+    parser.add_argument("--batch", type=int, default=8, help="global batch")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     denv = dist.read_dist_env()
@@ -38,12 +42,14 @@ def main():
     pp_mesh, dp_mesh = mesh["pp"], mesh["dp"]
     if args.pp > 1:
         stages = pipeline_stages(model, pp_mesh.get_local_rank(), args.pp, args.interleave)
+        for _, stage in stages:
+            parallelize_stage(stage, mesh, pipelined=True)
         schedule = build_schedule(stages, pp_mesh, device, args.microbatches, loss_fn)
         modules = [m for _, m in stages]
         first, last = stages[0][0] == 0, stages[-1][0] == args.pp * args.interleave - 1
     else:
-        wrapped = parallelize(model, mesh, device)
-        modules = [model]
+        modules = [parallelize_stage(model, mesh)]
+    tied = embedding_group(mesh)
     params = [p for m in modules for p in m.parameters()]
     optimizer = torch.optim.AdamW(params, lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, foreach=False)
     dp, dp_rank = dp_mesh.size(), dp_mesh.get_local_rank()
@@ -55,16 +61,15 @@ def main():
             micro = []
             schedule.step(*([inputs] if first else []), **({"target": targets, "losses": micro} if last else {}))
             loss = torch.stack(micro).mean() if last else torch.zeros(())
-            sync_tied_embedding_grads(modules, pp_mesh)
-            pp_group = pp_mesh.get_group()
-        else:
-            loss = loss_fn(wrapped(inputs), targets)
-            loss.backward()
-            pp_group = None
-        # the last stage's copy of the tied embedding is counted once, in the first stage
-        copies = {id(m.head.word.weight) for m in modules if m.embeddings is None and m.head is not None}
-        clip_grad_norm_([p for p in params if id(p) not in copies], 1.0, pp_group=pp_group,
-                        also_scale=[p for p in params if id(p) in copies])
+            sync_tied_embedding_grads(modules, tied)
+        else:  # gradient accumulation over micro-batches, reduce-scattered once, on the last
+            loss = torch.zeros(())
+            for m, (x, y) in enumerate(zip(inputs.chunk(args.microbatches), targets.chunk(args.microbatches))):
+                set_gradient_sync(modules, m == args.microbatches - 1)
+                micro_loss = loss_fn(model(x), y) / args.microbatches
+                micro_loss.backward()
+                loss += micro_loss.detach()
+        clip_stage_grads(modules, 1.0, pp_mesh)
         optimizer.step()
         optimizer.zero_grad()
         total = loss.detach().clone()

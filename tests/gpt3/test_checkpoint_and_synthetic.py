@@ -141,8 +141,34 @@ def _evals(root, tmp_path, nproc, **overrides):
     return [e["value"] for e in read_events(log) if e["key"] == "eval_accuracy"]
 
 
-def test_the_training_loop_with_tensor_parallel_2_gives_the_single_process_evals(small_corpus, tmp_path):
+@pytest.mark.parametrize("layout", [
+    {"TENSOR_MODEL_PARALLEL": "2"},
+    {"PIPELINE_MODEL_PARALLEL": "2", "MICRO_BATCH_SIZE": "2"},
+    {"MINIBS": "2", "MICRO_BATCH_SIZE": "1"},  # FSDP2 over 2 data-parallel ranks: the same global batch of 4
+], ids=["tp2", "pp2", "fsdp2"])
+def test_the_training_loop_on_2_processes_gives_the_single_process_evals(small_corpus, tmp_path, layout):
+    """Each layout loads its shards of the checkpoint (weights and Adam moments) and trains the same model."""
     root, _, _ = small_corpus
     single = _evals(root, tmp_path, 1)
     assert len(single) == 2
-    assert _evals(root, tmp_path, 2, DGXNGPU="2", TENSOR_MODEL_PARALLEL="2") == pytest.approx(single, rel=1e-4)
+    assert _evals(root, tmp_path, 2, DGXNGPU="2", **layout) == pytest.approx(single, rel=1e-4)
+
+
+def test_a_pipeline_stage_built_on_meta_reads_only_its_layers_from_the_checkpoint(tmp_path):
+    from gpt3.parallelize import pipeline_stages
+
+    model, optimizer = trained(0)
+    save_checkpoint(model, optimizer, tmp_path / "ckpt", step=7)
+    with torch.device("meta"):
+        skeleton = GPT(GPTConfig.tiny())
+    (index, stage), = pipeline_stages(skeleton, pp_rank=1, pp_size=2, virtual=1)
+    assert index == 1 and sorted(stage.layers) == ["2", "3"] and stage.embeddings is None
+    stage.to_empty(device="cpu")
+    stage_opt = torch.optim.AdamW(stage.parameters(), lr=1e-3, foreach=False)
+    load_checkpoint(stage, stage_opt, tmp_path / "ckpt")
+    theirs = dict(model.named_parameters())
+    for name, p in stage.named_parameters():
+        source = theirs["embeddings.word.weight" if name == "head.word.weight" else name]
+        assert torch.equal(p, source), name  # layers 2-3 by their global index, the tied copy from the embeddings
+        assert torch.equal(stage_opt.state[p]["exp_avg"], optimizer.state[source]["exp_avg"]), name
+        assert stage_opt.state[p]["step"].item() == 7

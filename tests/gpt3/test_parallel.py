@@ -1,4 +1,4 @@
-"""Tensor, pipeline and data parallelism on 2 gloo processes give the losses of one process."""
+"""Tensor, pipeline and data parallelism (FSDP2), alone on 2 gloo processes and combined on 8, give the losses of one process."""
 import json
 import subprocess
 import sys
@@ -30,7 +30,7 @@ def test_tensor_parallel_2_with_sequence_parallel_matches_one_process(single, tm
     assert losses(tmp_path, 2, "--tp", "2", "--steps", "5") == pytest.approx(single, rel=1e-4)
 
 
-def test_data_parallel_2_matches_one_process_with_twice_the_batch(single, tmp_path):
+def test_fsdp2_data_parallel_2_matches_one_process_with_twice_the_batch(single, tmp_path):
     assert losses(tmp_path, 2, "--steps", "5") == pytest.approx(single, rel=1e-4)
 
 
@@ -40,3 +40,9 @@ def test_pipeline_parallel_2_matches_one_process(single, tmp_path):
 
 def test_interleaved_pipeline_2x2_virtual_stages_matches_one_process(single, tmp_path):
     assert losses(tmp_path, 2, "--pp", "2", "--interleave", "2", "--steps", "5") == pytest.approx(single, rel=1e-4)
+
+
+def test_tp2_x_interleaved_pp2_x_fsdp2_on_8_processes_matches_one_process(single, tmp_path):
+    """All three on one ("pp", "dp", "tp") mesh: NVIDIA's layout (TP x interleaved PP x DP) in miniature."""
+    assert losses(tmp_path, 8, "--tp", "2", "--pp", "2", "--interleave", "2", "--steps", "5") == pytest.approx(
+        single, rel=1e-4)
