@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
-import os
-import re
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from bert.config import BertRunConfig
 from bert.model import BertForPreTraining
 from bert.train import Trainer, apply_fast_paths, model_config
 from common import dist
+from common.perf import device_name, device_slug
 
 # NVIDIA's v3.0 1x DGX H100 BERT result logs (mlcommons/training_results_v3.0, NVIDIA/results/):
 # 5.469 min to train, packed, FP8, evaluation included: ~970 sequences/s per H100.
@@ -96,15 +95,6 @@ def measure(model_size: str, batch: int, packing: int, precision: str, compile_m
             "tflops": 6 * params * tokens / elapsed / 1e12 if model_size == "large" else None, "params": params}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    return (f"{model.group(1).strip() if model else 'unknown'} CPU, {os.cpu_count()} cores "
-            f"({torch.get_num_threads()} torch threads)")
-
-
 def table(results: list[dict], name: str, args, precision: str, gpu: bool) -> str:
     large = next((r for r in results if r["model"] == "large"), None)
     lines = [
@@ -164,9 +154,7 @@ def main(argv=None) -> None:
     name = device_name(device)
     text = table(results, name, args, precision, gpu)
     print(text)
-    short = re.search(r"\b([A-Z]+\d+[A-Z]*)\b", name.replace("NVIDIA", "")) if gpu else None
-    slug = (short.group(1) if short else re.sub(r"\W+", "_", name)).lower() if gpu else "cpu"
-    out = args.out or REPO_ROOT / "docs" / "perf" / f"bert_{slug}.md"
+    out = args.out or REPO_ROOT / "docs" / "perf" / f"bert_{device_slug(device)}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"wrote {out}")

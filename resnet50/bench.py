@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import platform
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from common.perf import device_name, device_slug
 from resnet50.model import build_resnet50
 from resnet50.optim import LARS, lars_param_groups
 
@@ -61,12 +61,6 @@ def measure(batch: int, size: int, precision: str, channels_last: bool, compile_
     if device.type == "cuda":
         torch.cuda.synchronize()  # wall time must include the queued GPU work
     return batch * steps / (time.perf_counter() - start)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def main(argv=None) -> None:
@@ -114,8 +108,7 @@ def main(argv=None) -> None:
         lines.append(f"| {size} | {batch} | {ips:,.1f}{ratio} | {NVIDIA_H100_IMAGES_PER_S:,} |")
     table = "\n".join(lines) + "\n"
     print(table)
-    slug = "gpu_" + name.replace(" ", "_") if gpu else "cpu"
-    out = args.out or REPO_ROOT / "docs" / "perf" / f"resnet50_{slug}.md"
+    out = args.out or REPO_ROOT / "docs" / "perf" / f"resnet50_{device_slug(device)}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
     print(f"wrote {out}")
