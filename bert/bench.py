@@ -28,7 +28,7 @@ from bert.config import BertRunConfig
 from bert.model import BertForPreTraining
 from bert.train import Trainer, apply_fast_paths, model_config
 from common import dist
-from common.perf import device_name, device_slug
+from common.perf import device_name, write_table
 
 # NVIDIA's v3.0 1x DGX H100 BERT result logs (mlcommons/training_results_v3.0, NVIDIA/results/):
 # 5.469 min to train, packed, FP8, evaluation included: ~970 sequences/s per H100.
@@ -37,7 +37,6 @@ NVIDIA_H100_SEQUENCES_PER_S = 970
 H100_HPARAMS = dict(lr=0.00096, beta1=0.60466, beta2=0.85437, weight_decay=0.1)
 CPU_RUNS = [("tiny", 32, 3, 20), ("large", 2, 1, 3)]  # model, batch rows, warm-up steps, timed steps
 GPU_RUN = (48, 10, 30)  # batch rows, warm-up steps, timed steps
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def packed_rows(rng: np.random.Generator, rows: int, packing: int, seq_len: int, vocab: int,
@@ -153,11 +152,7 @@ def main(argv=None) -> None:
 
     name = device_name(device)
     text = table(results, name, args, precision, gpu)
-    print(text)
-    out = args.out or REPO_ROOT / "docs" / "perf" / f"bert_{device_slug(device)}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}")
+    write_table(text, "bert", device, args.out)
 
 
 if __name__ == "__main__":

@@ -25,3 +25,13 @@ def device_slug(device: torch.device) -> str:
     name = device_name(device)
     short = re.search(r"\b([A-Z]+\d+[A-Z]*)\b", name.replace("NVIDIA", ""))
     return (short.group(1) if short else re.sub(r"\W+", "_", name)).lower()
+
+
+def write_table(text: str, bench: str, device: torch.device, out: Path | None = None) -> Path:
+    """Print a benchmark's markdown table and write it to `out` (default docs/perf/<bench>_<device slug>.md)."""
+    print(text)
+    out = out or Path(__file__).resolve().parents[1] / "docs" / "perf" / f"{bench}_{device_slug(device)}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
+    return out

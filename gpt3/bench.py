@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from common import dist
-from common.perf import device_name, device_slug
+from common.perf import device_name, write_table
 from gpt3.config import GPTRunConfig
 from gpt3.model import GPT, GPTConfig
 from gpt3.parallelize import build_mesh
@@ -43,7 +43,6 @@ FULL = GPTConfig()
 # NVIDIA v3.0, GPT-3 175B (mlcommons/training_results_v3.0, NVIDIA/results/): ~678 tokens/s per H100
 NVIDIA_H100_TOKENS_PER_S = 678
 CPU_SLICE = dict(hidden=512, layers=2)  # GPT-3's shape (head size 128, FFN 4 x hidden) at 1/24 width
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def flops_per_token(arch: GPTConfig) -> float:
@@ -164,11 +163,7 @@ def main(argv=None) -> None:
     precision = args.precision or ("bf16" if gpu else "fp32")
     r = measure(arch, minibs, args.micro_batch, precision, device, warmup, steps)
     text = table(r, device)
-    print(text)
-    out = args.out or REPO_ROOT / "docs" / "perf" / f"gpt3_{device_slug(device)}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}")
+    write_table(text, "gpt3", device, args.out)
 
 
 if __name__ == "__main__":

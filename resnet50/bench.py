@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from common.perf import device_name, device_slug
+from common.perf import device_name, write_table
 from resnet50.model import build_resnet50
 from resnet50.optim import LARS, lars_param_groups
 
@@ -27,7 +27,6 @@ from resnet50.optim import LARS, lars_param_groups
 # NVIDIA/results/dgxh100_ngc23.04_mxnet/resnet/result_0.txt) logs
 # tracked_stats throughput ~56,073 images/s on 8 GPUs: ~7,009 per H100.
 NVIDIA_H100_IMAGES_PER_S = 7009
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(batch: int, size: int, precision: str, channels_last: bool, compile_model: bool,
@@ -107,11 +106,7 @@ def main(argv=None) -> None:
         ratio = f" ({ips / NVIDIA_H100_IMAGES_PER_S:.2f}x)" if gpu and size == 224 else ""
         lines.append(f"| {size} | {batch} | {ips:,.1f}{ratio} | {NVIDIA_H100_IMAGES_PER_S:,} |")
     table = "\n".join(lines) + "\n"
-    print(table)
-    out = args.out or REPO_ROOT / "docs" / "perf" / f"resnet50_{device_slug(device)}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table)
-    print(f"wrote {out}")
+    write_table(table, "resnet50", device, args.out)
 
 
 if __name__ == "__main__":
