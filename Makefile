@@ -5,6 +5,9 @@
 BENCH ?= resnet50
 VENV ?= .venv
 PYTHON ?= python3
+# torchrec's metadata requires the CUDA fbgemm-gpu; the `dlrm` extra brings FBGEMM's CPU build
+# and torchrec's other dependencies, so torchrec itself is installed without its deps.
+TORCHREC := torchrec==1.9.2
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
@@ -14,7 +17,8 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet -e '.[test,dali]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,dali,dlrm]'
+	$(VENV)/bin/python -m pip install --quiet --no-deps $(TORCHREC)
 	rm -f $(VENV)/.installed-* && touch $@
 
 smoke: $(STAMP)

