@@ -110,6 +110,14 @@ def init_distributed(denv: DistEnv, device: torch.device) -> None:
                             device_id=device if device.type == "cuda" else None)
 
 
+def ensure_process_group(device: torch.device) -> None:
+    """A one-rank process group when none was started (a single process): for code that always needs
+    one (DeviceMesh, TorchRec's DistributedModelParallel), so one process runs the same path as many."""
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(),
+                                rank=0, world_size=1)
+
+
 def start(denv: DistEnv, device_choice: str, seed: int | None) -> tuple[torch.device, int]:
     """Pick this rank's device, join the process group, and agree on the run seed (random unless given)."""
     device = select_device(denv, device_choice)

@@ -31,7 +31,7 @@ from common.perf import device_name, write_table
 from dlrm_dcnv2 import data
 from dlrm_dcnv2.config import RULES, DlrmRunConfig
 from dlrm_dcnv2.model import SMALL_TABLE_ROWS_CAP, ModelShape
-from dlrm_dcnv2.train import Trainer, ensure_process_group
+from dlrm_dcnv2.train import Trainer
 
 # NVIDIA's v3.0 1x DGX H100 result logs (FACTS.md §5): 4.184 min, ~1.6-1.8M samples/s per H100.
 NVIDIA_H100_SAMPLES_PER_S = "1.6-1.8M"
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     denv = dist.read_dist_env()
     device = dist.select_device(denv, "auto")
-    ensure_process_group(device)
+    dist.ensure_process_group(device)
     runs = ([(args.model, args.full_tables, args.batch, args.warmup, args.steps)] if args.model
             else CPU_RUNS)
     load = os.getloadavg()

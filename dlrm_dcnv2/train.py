@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import BinaryAUROC
 
 from common import dist
-from common.config import SystemConfig, default_config_file, describe, load_configs
+from common.config import SystemConfig, load_configs, parse_run_arguments, run_arguments
 from common.harness import Block, MLPerfRun, NonFiniteLoss, train_to_target
 from common.mlperf_log import MLPerfLogger, constants
 from dlrm_dcnv2 import data
@@ -37,29 +37,12 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, DlrmRunConfig))
-    parser.add_argument("--data-dir", type=Path, required=True, help="Criteo 1TB multi-hot data (see above)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="config file (default: config_$DGXSYSTEM.sh next to this script)")
-    parser.add_argument("--seed", type=int, default=None, help="run seed (default: random, shared by all ranks)")
-    parser.add_argument("--log-file", type=Path, default=None, help="also write the MLPerf log here")
-    args = parser.parse_args(argv)
-    if args.config is None:
-        args.config = default_config_file(BENCH_DIR)
-    return args
+    parser = run_arguments(__doc__, DlrmRunConfig, "Criteo 1TB multi-hot data (see above)")
+    return parse_run_arguments(parser, BENCH_DIR, argv)
 
 
 def model_shape(cfg: DlrmRunConfig) -> ModelShape:
     return ModelShape.small() if cfg.model_size == "small" else ModelShape.full()
-
-
-def ensure_process_group(device: torch.device) -> None:
-    """DistributedModelParallel always needs a process group: a one-rank one for a single process."""
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                      store=torch_dist.HashStore(), rank=0, world_size=1)
 
 
 def eval_steps(steps_per_epoch: int) -> list[int]:
@@ -190,7 +173,7 @@ def main(argv=None) -> int:
     reached = False
     with MLPerfRun(logger, RULES.benchmark, system) as run:
         device, seed = dist.start(denv, cfg.device, args.seed)
-        ensure_process_group(device)
+        dist.ensure_process_group(device)  # DistributedModelParallel needs one, even for one process
         run.log_seed(seed)
         torch.manual_seed(seed)  # the same dense initialisation on every rank
         shape = model_shape(cfg)

@@ -42,6 +42,7 @@ from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInp
                                                RowwiseParallel, SequenceParallel, parallelize_module)
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleInterleaved1F1B
 
+from common.dist import ensure_process_group
 from gpt3.model import GPT
 
 
@@ -53,9 +54,7 @@ def build_mesh(device: torch.device, world_size: int, tensor_parallel: int = 1,
         raise ValueError(f"TENSOR_MODEL_PARALLEL={tensor_parallel} x PIPELINE_MODEL_PARALLEL={pipeline_parallel} "
                          f"does not divide the {world_size} processes")
     shape = (pipeline_parallel, world_size // model_parallel, tensor_parallel)
-    if not torch_dist.is_initialized():  # one process: a one-rank group, so the same mesh code runs
-        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=torch_dist.HashStore(),
-                                      rank=0, world_size=1)
+    ensure_process_group(device)  # one process: a one-rank group, so the same mesh code runs
     return init_device_mesh(device.type, shape, mesh_dim_names=("pp", "dp", "tp"))
 
 

@@ -17,7 +17,7 @@ from dlrm_dcnv2 import data
 from dlrm_dcnv2.config import DlrmRunConfig
 from dlrm_dcnv2.model import ModelShape
 from dlrm_dcnv2.parallelize import sharding_summary
-from dlrm_dcnv2.train import Trainer, ensure_process_group
+from dlrm_dcnv2.train import Trainer
 
 STEPS = 4
 
@@ -26,7 +26,7 @@ def main(data_dir: str, init: str, out: str, types: str = "") -> None:
     denv = dist.read_dist_env()
     device = dist.select_device(denv, "cpu")
     dist.init_distributed(denv, device)
-    ensure_process_group(device)
+    dist.ensure_process_group(device)
     cfg = DlrmRunConfig(global_batch=256, eval_batch=384, lr=0.02, model_size="small", device="cpu")
     shape = ModelShape.small()
     trainer = Trainer(cfg, shape, device, data.open_split(data_dir, "train", "numpy", shape),
