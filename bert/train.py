@@ -33,7 +33,7 @@ from bert.config import RULES, BertRunConfig
 from bert.model import BertConfig, BertForPreTraining
 from bert.optim import build_lamb, warmup_poly_lr
 from common import dist
-from common.config import SystemConfig, default_config_file, describe, load_configs
+from common.config import SystemConfig, load_configs, parse_run_arguments, run_arguments
 from common.harness import Block, MLPerfRun, NonFiniteLoss, train_to_target
 from common.mlperf_log import MLPerfLogger, constants
 
@@ -42,21 +42,11 @@ TINY_MAX_PREDICTIONS = 20  # 15% of 128 tokens, BERT's phase-1 setting; the synt
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, BertRunConfig))
-    parser.add_argument("--data-dir", type=Path, required=True, help="BERT data root (see above)")
+    parser = run_arguments(__doc__, BertRunConfig, "BERT data root (see above)")
     parser.add_argument("--train-dir", type=Path, default=None, help="training shards (default: under --data-dir)")
     parser.add_argument("--eval-file", type=Path, default=None, help="variable-length eval HDF5 file")
     parser.add_argument("--init-checkpoint", type=Path, default=None, help="phase-1 checkpoint {'model': ...}")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="config file (default: config_$DGXSYSTEM.sh next to this script)")
-    parser.add_argument("--seed", type=int, default=None, help="run seed (default: random, shared by all ranks)")
-    parser.add_argument("--log-file", type=Path, default=None, help="also write the MLPerf log here")
-    args = parser.parse_args(argv)
-    if args.config is None:
-        args.config = default_config_file(BENCH_DIR)
-    return args
+    return parse_run_arguments(parser, BENCH_DIR, argv)
 
 
 def model_config(cfg: BertRunConfig) -> tuple[BertConfig, int]:

@@ -15,6 +15,7 @@ each with an error naming the variable and the config file.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import subprocess
@@ -165,3 +166,23 @@ def describe(*classes: type) -> str:
             default = "required" if f.default is MISSING else f"default {f.default!r}"
             lines.append(f"  {f.metadata['env']:<28} {f.metadata['help']} ({default})")
     return "\n".join(lines)
+
+
+def run_arguments(doc: str, run_config: type, data_help: str) -> argparse.ArgumentParser:
+    """The command line every `<bench>.train` takes (--data-dir, --config, --seed, --log-file), its help
+    listing the config variables; add the benchmark's own arguments, then `parse_run_arguments`."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, run_config))
+    parser.add_argument("--data-dir", type=Path, required=True, help=data_help)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file (default: config_$DGXSYSTEM.sh next to the train module)")
+    parser.add_argument("--seed", type=int, default=None, help="run seed (default: random, shared by all ranks)")
+    parser.add_argument("--log-file", type=Path, default=None, help="also write the MLPerf log here")
+    return parser
+
+
+def parse_run_arguments(parser: argparse.ArgumentParser, bench_dir: Path, argv=None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    args.config = args.config or default_config_file(bench_dir)
+    return args

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
 from common import dist
-from common.config import SystemConfig, default_config_file, describe, load_configs
+from common.config import SystemConfig, load_configs, parse_run_arguments, run_arguments
 from common.harness import Block, MLPerfRun, NonFiniteLoss, train_to_target
 from common.mlperf_log import MLPerfLogger, constants
 from gpt3 import data
@@ -48,17 +48,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, GPTRunConfig))
-    parser.add_argument("--data-dir", type=Path, required=True, help="holds preproc_data/ and the checkpoint")
+    parser = run_arguments(__doc__, GPTRunConfig, "holds preproc_data/ and the checkpoint")
     parser.add_argument("--init-checkpoint", type=Path, default=None, help="ckpt*-consumed_samples=0 directory")
-    parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--log-file", type=Path, default=None)
-    args = parser.parse_args(argv)
-    args.config = args.config or default_config_file(BENCH_DIR)
-    return args
+    return parse_run_arguments(parser, BENCH_DIR, argv)
 
 
 def find_checkpoint(args) -> Path:

@@ -22,7 +22,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from common import dist
-from common.config import SystemConfig, default_config_file, describe, load_configs
+from common.config import SystemConfig, load_configs, parse_run_arguments, run_arguments
 from common.harness import Block, MLPerfRun, NonFiniteLoss, epoch_blocks, train_to_target
 from common.mlperf_log import MLPerfLogger, constants
 from resnet50 import data
@@ -37,18 +37,8 @@ FINITE_CHECK_EVERY = 50
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, ResNetConfig))
-    parser.add_argument("--data-dir", type=Path, required=True, help="ImageNet root with train/ and val/")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="config file (default: config_$DGXSYSTEM.sh next to this script)")
-    parser.add_argument("--seed", type=int, default=None, help="run seed (default: random, shared by all ranks)")
-    parser.add_argument("--log-file", type=Path, default=None, help="also write the MLPerf log here")
-    args = parser.parse_args(argv)
-    if args.config is None:
-        args.config = default_config_file(BENCH_DIR)
-    return args
+    parser = run_arguments(__doc__, ResNetConfig, "ImageNet root with train/ and val/")
+    return parse_run_arguments(parser, BENCH_DIR, argv)
 
 
 def apply_fast_paths(model: nn.Module, cfg: ResNetConfig, device: torch.device) -> nn.Module:
