@@ -8,25 +8,18 @@ NVIDIA's v3.0 BERT used). Embeddings, heads and attention itself stay in bf16.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn as nn
 
+from common import te as common_te
 
-def _te():
-    try:
-        import transformer_engine.pytorch as te
-        from transformer_engine.common import recipe
-    except ImportError as e:
-        raise RuntimeError("PRECISION=fp8 needs NVIDIA Transformer Engine (in the NGC PyTorch image)") from e
-    return te, recipe
+AMAX_HISTORY = 16  # steps of amax history in the delayed-scaling recipe
 
 
 def apply_transformer_engine(model: nn.Module, device: torch.device) -> None:
     if device.type != "cuda":
         raise RuntimeError("PRECISION=fp8 needs a CUDA device")
-    te, _ = _te()
+    te, _ = common_te.transformer_engine()
     for layer in model.bert.encoder.layer:
         for parent in layer.modules():
             for name, child in list(parent.named_children()):
@@ -40,13 +33,5 @@ def apply_transformer_engine(model: nn.Module, device: torch.device) -> None:
                     setattr(parent, name, fast)
 
 
-@functools.lru_cache(maxsize=None)
-def _recipe():
-    """One delayed-scaling recipe for the whole run (not a new one per micro-step)."""
-    _, recipe = _te()
-    return recipe.DelayedScaling(fp8_format=recipe.Format.HYBRID, amax_history_len=16, amax_compute_algo="max")
-
-
 def fp8_autocast():
-    te, _ = _te()
-    return te.fp8_autocast(enabled=True, fp8_recipe=_recipe())
+    return common_te.fp8_autocast(AMAX_HISTORY)

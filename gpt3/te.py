@@ -13,22 +13,13 @@ data parallelism still apply).
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn as nn
 
+from common import te as common_te
+
 AMAX_HISTORY = 1024  # FP8_AMAX_HISTORY in NVIDIA's config_fp8.sh
 BLOCK_LINEARS = ("attention.qkv", "attention.proj", "mlp.fc1", "mlp.fc2")
-
-
-def _te():
-    try:
-        import transformer_engine.pytorch as te
-        from transformer_engine.common import recipe
-    except ImportError as e:
-        raise RuntimeError("PRECISION=fp8 needs NVIDIA Transformer Engine (in the NGC PyTorch image)") from e
-    return te, recipe
 
 
 def apply_transformer_engine(model: nn.Module, cfg, device: torch.device) -> None:
@@ -37,7 +28,7 @@ def apply_transformer_engine(model: nn.Module, cfg, device: torch.device) -> Non
         raise RuntimeError("PRECISION=fp8 needs a CUDA device")
     if cfg.tensor_parallel != 1:
         raise RuntimeError("PRECISION=fp8 runs with TENSOR_MODEL_PARALLEL=1 (TE tensor parallelism is not wired)")
-    te, _ = _te()
+    te, _ = common_te.transformer_engine()
     for block in model.layers.values():
         for path in BLOCK_LINEARS:
             parent_name, name = path.split(".")
@@ -47,14 +38,5 @@ def apply_transformer_engine(model: nn.Module, cfg, device: torch.device) -> Non
                                             params_dtype=torch.float32, device="meta"))
 
 
-@functools.lru_cache(maxsize=None)
-def _recipe():
-    """One delayed-scaling recipe for the whole run."""
-    _, recipe = _te()
-    return recipe.DelayedScaling(fp8_format=recipe.Format.HYBRID, amax_history_len=AMAX_HISTORY,
-                                 amax_compute_algo="max")
-
-
 def fp8_autocast():
-    te, _ = _te()
-    return te.fp8_autocast(enabled=True, fp8_recipe=_recipe())
+    return common_te.fp8_autocast(AMAX_HISTORY)
