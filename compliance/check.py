@@ -45,16 +45,21 @@ def rules_file(name: str) -> Path:
     return Path(mlperf_logging.__path__[0]) / "compliance_checker" / f"{USAGE}_{RULESET}" / name
 
 
-def read_events(path: Path) -> list[dict]:
-    events = []
+def _log_lines(path: Path):
+    """(line, the event it carries or None) for every line of a log."""
     for line in Path(path).read_text(errors="replace").splitlines():
         index = line.find(MLLOG_PREFIX)
+        event = None
         if index >= 0:
             try:
-                events.append(json.loads(line[index + len(MLLOG_PREFIX):]))
+                event = json.loads(line[index + len(MLLOG_PREFIX):])
             except json.JSONDecodeError:
-                continue  # the checker reports malformed lines itself
-    return events
+                pass  # the checker reports malformed lines itself
+        yield line, event
+
+
+def read_events(path: Path) -> list[dict]:
+    return [event for _, event in _log_lines(path) if event is not None]
 
 
 def summarize(path: Path) -> RunSummary:
@@ -90,17 +95,11 @@ def only_waived_keys_fail(path: Path, run: RunSummary) -> dict:
     """{key: logged value} when `path` fails only on its benchmark's synthetic waivers, else {}."""
     waivers = SYNTHETIC_WAIVERS.get(run.benchmark or "", {}) if run.synthetic else {}
     lines, logged = [], {}
-    for line in Path(path).read_text(errors="replace").splitlines():
-        index = line.find(MLLOG_PREFIX)
-        if index >= 0:
-            try:
-                event = json.loads(line[index + len(MLLOG_PREFIX):])
-            except json.JSONDecodeError:
-                event = {}
-            if event.get("key") in waivers and event.get("value") != waivers[event["key"]]:
-                logged[event["key"]] = event.get("value")
-                event["value"] = waivers[event["key"]]
-                line = line[:index] + MLLOG_PREFIX + json.dumps(event)
+    for line, event in _log_lines(path):
+        if event is not None and event.get("key") in waivers and event.get("value") != waivers[event["key"]]:
+            logged[event["key"]] = event.get("value")
+            event["value"] = waivers[event["key"]]
+            line = line[:line.find(MLLOG_PREFIX)] + MLLOG_PREFIX + json.dumps(event)
         lines.append(line)
     if not logged:
         return {}

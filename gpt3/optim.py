@@ -7,6 +7,8 @@ import torch
 import torch.distributed as torch_dist
 from torch.distributed.tensor import DTensor
 
+from gpt3.parallelize import tied_copies
+
 
 @torch.no_grad()
 def clip_grad_norm_(parameters, max_norm: float, pp_group=None, also_scale=()) -> torch.Tensor:
@@ -39,8 +41,6 @@ def clip_stage_grads(stages, max_norm: float, pp_mesh) -> torch.Tensor:
 
     The last stage's copy of the tied word embedding is clipped but counted once (in the first stage).
     """
-    from gpt3.parallelize import tied_copies
-
     params = [p for m in stages for p in m.parameters()]
     copies = tied_copies(stages)
     pp_group = pp_mesh.get_group() if pp_mesh.size() > 1 else None
