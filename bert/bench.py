@@ -1,23 +1,22 @@
-"""BERT phase-2 training throughput (sequences/s) on the present device, data loading excluded.
+"""BERT phase-2 training throughput (sequences/s): the step alone, and with the real input pipeline.
 
-Times full training steps of the real run (`bert.train.Trainer.train_step`: forward,
-masked-LM + next-sentence loss, backward, LAMB step with the 1x DGX H100 config's
-hyperparameters) on synthetic packed rows built once, before timing, in device memory,
-so the number is the model's compute ceiling, not the input pipeline's. Each row holds
-`--packing` sequences of random token ids filling ~95% of the 512 (tiny: 128) positions,
-~15% of each sequence masked. Prints a markdown table and writes it to
-docs/perf/bert_<device>.md.
+Times the real training step (`bert.train`'s parallelize order and `build_step`:
+forward, masked-LM + next-sentence loss, backward, LAMB with the 1x DGX H100
+config's hyperparameters) through `common.bench`, twice: on batches resident in
+device memory — the model's ceiling — and fed by the real loader: packed HDF5
+shards in NVIDIA's layout (written first, with `bert.data.write_packed`) read by
+`bert.data.TrainStream` in DATALOADER workers, collated and copied to the
+device. Each row holds `--packing` sequences of random token ids filling ~95% of
+the 512 (debug: 128) positions, ~15% of each sequence masked. Prints a markdown
+table and writes it to docs/perf/bert_<device>.md.
 
-    python3 -m bert.bench                                                        # CPU: tiny and BERT-large
+    python3 -m bert.bench                                                        # CPU: debug and BERT-large
     python3 -m bert.bench --model large --batch 48 --packing 2 --precision bf16  # one H100
     python3 -m bert.bench --model large --batch 48 --packing 2 --precision fp8   # one H100, Transformer Engine
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import itertools
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +24,17 @@ import torch
 
 from bert import data
 from bert.config import BertRunConfig
-from bert.model import BertForPreTraining
-from bert.train import Trainer, apply_fast_paths, model_config
-from common import dist
-from common.perf import device_name, write_table
+from bert.model import BertForPreTraining, model_config
+from bert.train import build_step, parallelize
+from common import bench, loader
+from common.precision import Precision
 
 # NVIDIA's v3.0 1x DGX H100 BERT result logs (mlcommons/training_results_v3.0, NVIDIA/results/):
 # 5.469 min to train, packed, FP8, evaluation included: ~970 sequences/s per H100.
 NVIDIA_H100_SEQUENCES_PER_S = 970
 # LR and LAMB settings of config_DGXH100_1x8x48x1_pack.sh (they do not change the step's cost)
 H100_HPARAMS = dict(lr=0.00096, beta1=0.60466, beta2=0.85437, weight_decay=0.1)
-CPU_RUNS = [("tiny", 32, 3, 20), ("large", 2, 1, 3)]  # model, batch rows, warm-up steps, timed steps
+CPU_RUNS = [("debug", 32, 3, 20), ("full", 2, 1, 3)]  # MODEL_SIZE, batch rows, warm-up steps, timed steps
 GPU_RUN = (48, 10, 30)  # batch rows, warm-up steps, timed steps
 
 
@@ -61,98 +60,69 @@ def packed_rows(rng: np.random.Generator, rows: int, packing: int, seq_len: int,
     return data.Rows(**fields)
 
 
-def measure(model_size: str, batch: int, packing: int, precision: str, compile_model: bool, fused_lamb: bool,
-            device: torch.device, warmup: int, steps: int) -> dict:
-    cfg = BertRunConfig(batch_size=batch, max_samples=10**9, max_steps=10**6, packing_factor=packing,
-                        model_size=model_size, precision=precision, fused_lamb=fused_lamb,
-                        torch_compile=compile_model, device=device.type, **H100_HPARAMS)
-    arch, max_pred = model_config(cfg)
+def measure(args, model_size: str, batch: int, precision: str, warmup: int, steps: int, files: Path,
+            device: torch.device) -> bench.Row:
+    cfg = BertRunConfig(batch_size=batch, max_samples=10**9, max_steps=10**6, packing_factor=args.packing,
+                        fused_lamb=args.fused_lamb, **H100_HPARAMS)
+    arch, max_pred = model_config(model_size, cfg.dropout)
     torch.manual_seed(0)
     model = BertForPreTraining(arch)
     params = sum(p.numel() for p in model.parameters())  # the tied embedding/decoder counted once
-    model = apply_fast_paths(model, cfg, device)
+    prec = Precision(precision, device.type)
+    model = parallelize(model, device=device, world_size=1, precision=prec, torch_compile=args.compile)
+    step = build_step(model, cfg, prec, device)
     rng = np.random.default_rng(0)
-    batches = [data.collate(packed_rows(rng, batch, packing, arch.max_positions, arch.vocab_size, max_pred),
-                            arch.max_positions, max_pred) for _ in range(4)]
-    timed = [batches[(warmup + i) % len(batches)] for i in range(steps)]  # the batches the timed steps get
-    sequences = sum(int((b["seq_lens"] > 0).sum()) for b in timed)
-    tokens = sum(int(b["seq_lens"].sum()) for b in timed)
-    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
-    trainer = Trainer(cfg, model, dist.read_dist_env({}), device, itertools.cycle(batches), [], 0, max_pred)
-    for _ in range(warmup):
-        trainer.train_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # wall time must include the queued GPU work
-    elapsed = time.perf_counter() - start
-    return {"model": model_size, "batch": batch, "packing": packing, "steps": steps, "warmup": warmup,
-            "seq_s": sequences / elapsed, "tok_s": tokens / elapsed, "step_ms": 1000 * elapsed / steps,
-            "tflops": 6 * params * tokens / elapsed / 1e12 if model_size == "large" else None, "params": params}
-
-
-def table(results: list[dict], name: str, args, precision: str, gpu: bool) -> str:
-    large = next((r for r in results if r["model"] == "large"), None)
-    lines = [
-        f"# BERT phase-2 training throughput on {name}", "",
-        f"Measured {datetime.date.today().isoformat()} with `python3 -m bert.bench` (torch {torch.__version__}); "
-        f"compile {args.compile}, fused LAMB {args.fused_lamb}. Full training steps "
-        "(forward, MLM + NSP loss, backward, LAMB step) on synthetic packed rows built once in device memory "
-        "before timing: pure compute, no data loading, no evaluation. Rows hold `packing` sequences filling "
-        "~95% of max_positions (512; tiny: 128), ~15% of each masked.", "",
-        "- sequences/s counts real sequences (`seq_lens > 0`); tokens/s counts non-padding tokens.",
-        "- model TFLOP/s = 6 x parameters x tokens/s (dense-transformer estimate; BERT-large only"
-        + (f", {large['params'] / 1e6:.1f}M parameters)." if large else ")."),
-        f"- anchor: NVIDIA v3.0, 1x DGX H100 (5.469 min): ~{NVIDIA_H100_SEQUENCES_PER_S} sequences/s per H100, "
-        "packed, FP8, including evaluation (BERT-large only).", "",
-        "| model | precision | batch rows | packing | warm-up + timed steps | step (ms) | sequences/s | tokens/s "
-        "| model TFLOP/s | NVIDIA v3.0 per H100 (seq/s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        # the ratio only means something for BERT-large on a GPU
-        ratio = f" ({r['seq_s'] / NVIDIA_H100_SEQUENCES_PER_S:.2f}x)" if gpu and r["model"] == "large" else ""
-        tflops = f"{r['tflops']:.2f}" if r["tflops"] is not None else "-"
-        anchor = f"{NVIDIA_H100_SEQUENCES_PER_S}" if r["model"] == "large" else "-"
-        lines.append(f"| {r['model']} | {precision} | {r['batch']} | {r['packing']} | {r['warmup']} + {r['steps']} "
-                     f"| {r['step_ms']:,.1f} | {r['seq_s']:,.2f}{ratio} | {r['tok_s']:,.0f} | {tflops} | {anchor} |")
-    return "\n".join(lines) + "\n"
+    shards = []
+    for i in range(2):  # the real loader's input: packed shards of 8 batches each
+        shards.append(files / f"{model_size}_{batch}" / f"part_{i:05d}")
+        data.write_packed(shards[-1], packed_rows(rng, 8 * batch, args.packing, arch.max_positions, arch.vocab_size,
+                                                  max_pred))
+    stream = data.build_train_loader(shards, batch_size=batch, seq_len=arch.max_positions, max_predictions=max_pred,
+                                     rank=0, world_size=1, seed=0, num_workers=args.workers,
+                                     pin_memory=device.type == "cuda")
+    first = iter(stream)
+    resident = [data.to_device(next(first), device) for _ in range(4)]
+    tokens_per_seq = sum(int(b["seq_lens"].sum()) for b in resident) / sum(int((b["seq_lens"] > 0).sum())
+                                                                          for b in resident)
+    alone = bench.time_steps(step, bench.resident(resident), warmup=warmup, steps=steps, device=device)
+    loaded = bench.time_steps(step, loader.on_device(stream, lambda b: data.to_device(b, device)), warmup=warmup,
+                              steps=steps, device=device)
+    full = model_size == "full"
+    return bench.Row("BERT-large" if full else "debug (tiny)", f"{batch} rows x packing {args.packing}", precision,
+                     alone, loaded, 6 * params * tokens_per_seq if full else None,
+                     str(NVIDIA_H100_SEQUENCES_PER_S) if full else "-",
+                     {"tokens/s": f"{alone.samples_per_s * tokens_per_seq:,.0f}", "compile": args.compile})
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["large", "tiny"], default=None, help="default: CPU both, GPU large")
-    parser.add_argument("--batch", type=int, default=None, help="rows per step (default: CPU 32 tiny, 2 large; GPU 48)")
+    parser = bench.arguments(__doc__, ("fp32", "bf16", "fp8"))
+    parser.add_argument("--model", choices=["full", "debug"], default=None, help="default: CPU both, GPU full")
+    parser.add_argument("--batch", type=int, default=None, help="rows per step (default: CPU 32 debug, 2 full; GPU 48)")
     parser.add_argument("--packing", type=int, choices=[1, 2, 3], default=2, help="sequences per row")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp8"], default=None,
-                        help="default: CPU fp32, GPU bf16")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--fused-lamb", action="store_true", help="apex FusedLAMB (GPU)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-
-    device = dist.select_device(dist.read_dist_env({}), args.device)
-    gpu = device.type == "cuda"
-    precision = args.precision or ("bf16" if gpu else "fp32")
-    runs = [(args.model or "large", *GPU_RUN)] if gpu else [r for r in CPU_RUNS if args.model in (None, r[0])]
-    results = []
-    for model_size, batch, warmup, steps in runs:
-        r = measure(model_size, args.batch or batch, args.packing, precision, args.compile, args.fused_lamb,
-                    device, args.warmup if args.warmup is not None else warmup,
-                    args.steps if args.steps is not None else steps)
-        results.append(r)
-        print(f"{model_size} batch {r['batch']}x{args.packing}: {r['seq_s']:.2f} sequences/s, "
-              f"{r['step_ms']:.1f} ms/step", flush=True)
-
-    name = device_name(device)
-    text = table(results, name, args, precision, gpu)
-    write_table(text, "bert", device, args.out)
+    parser.add_argument("--workers", type=int, default=2, help="loader workers")
+    args, device = bench.parse(parser, argv)
+    gpu, precision = device.type == "cuda", args.precision
+    runs = [(args.model or "full", *GPU_RUN)] if gpu else [r for r in CPU_RUNS if args.model in (None, r[0])]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model_size, batch, warmup, steps in runs:
+            rows.append(measure(args, model_size, args.batch or batch, precision,
+                                args.warmup if args.warmup is not None else warmup,
+                                args.steps if args.steps is not None else steps, Path(tmp), device))
+            print(f"{model_size} batch {rows[-1].batch}: {rows[-1].alone.samples_per_s:.2f} sequences/s alone, "
+                  f"{rows[-1].loaded.samples_per_s:.2f} with the loader", flush=True)
+    notes = ["one process; full training steps (forward, MLM + NSP loss, backward, LAMB step), no evaluation.",
+             "step alone: collated batches resident in device memory; with loader: packed HDF5 shards read, "
+             "shuffled and collated by `bert.data.TrainStream` in DataLoader workers, then copied to the device.",
+             "sequences/s counts real sequences (`seq_lens > 0`); tokens/s counts non-padding tokens.",
+             "model TFLOP/s = 6 x parameters x tokens/s (dense-transformer estimate; BERT-large only).",
+             f"anchor: NVIDIA v3.0, 1x DGX H100 (5.469 min): ~{NVIDIA_H100_SEQUENCES_PER_S} sequences/s per H100, "
+             "packed, FP8, including evaluation (BERT-large only)."]
+    text = bench.table(f"BERT phase-2 training throughput on {bench.device_name(device)}", bench.command("bert", argv),
+                       notes, rows, "sequences")
+    bench.write_table(text, "bert", device, args.out)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """BERT phase-2 run configuration: NVIDIA's variable names mapped onto typed fields.
 
 Rule-fixed values (target, eval-set size, LAMB epsilon, decay power, gradient
-clipping, the eval-cadence formula) are in `RULES`, not in config files.
+clipping, the eval-cadence formula) are in `RULES`, not in config files;
+DEVICE, MODEL_SIZE (full: BERT-large; debug: the tiny model), PRECISION,
+TORCH_COMPILE and DATALOADER_WORKERS are `common.config.RuntimeConfig`'s.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from common.config import env_field
 
@@ -56,15 +57,8 @@ class BertRunConfig:
     eval_interval: int = env_field(
         "EVAL_ITER_SAMPLES", "training sequences between evaluations (0: the rules' interval for this GBS)", 0)
     eval_batch_size: int = env_field("EVAL_BATCHSIZE", "per-process eval batch (sequences)", 16)
-    model_size: Literal["large", "tiny"] = env_field(
-        "MODEL_SIZE", "large: BERT-large (the benchmark); tiny: the same code at CPU size", "large")
     dropout: float = env_field("DROPOUT", "hidden and attention dropout", 0.1)
-    num_workers: int = env_field("DATALOADER_WORKERS", "data-loading worker processes per rank", 2)
-    device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train", "auto")
-    precision: Literal["fp32", "bf16", "fp8"] = env_field(
-        "PRECISION", "fp32; bf16 autocast; fp8 = Transformer Engine FP8 linears + bf16 (needs TE and a GPU)", "fp32")
     fused_lamb: bool = env_field("FUSED_LAMB", "apex FusedLAMB (GPU); our LAMB is the same update rule", False)
-    torch_compile: bool = env_field("TORCH_COMPILE", "torch.compile the model", False)
 
     def __post_init__(self):
         if self.packing_factor not in (1, 2, 3):

@@ -1,10 +1,10 @@
 # CPU dry run of the same code on the synthetic corpus (make smoke BENCH=bert):
 # 1 node x 1 process x 32 packed rows x 1 accumulation step; the tiny model
 # (2 layers, hidden 64, 128-token rows), started from the synthetic phase-1 checkpoint.
-# Global batch 32 rows x packing factor 2 = 64 sequences; eval every 3,200 sequences (50 steps).
+# Global batch 32 rows x packing factor 2 = 64 sequences; eval every 1,600 sequences (25 steps).
 
 ## DL params
-export MODEL_SIZE=tiny
+export MODEL_SIZE=debug
 export DROPOUT=0.0           # dropout only slows the tiny model down on the synthetic corpus
 export BATCHSIZE=32
 export PACKING_FACTOR=2

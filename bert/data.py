@@ -1,4 +1,4 @@
-"""BERT phase-2 data in NVIDIA's HDF5 layouts, and a synthetic corpus written in them.
+"""BERT phase-2 data in NVIDIA's HDF5 layouts: readers, the training stream, and writers.
 
 Variable-length files (NVIDIA's unpacked training shards
 `part_XXXXX_of_04320.hdf5` and the eval file `part_eval_10k.hdf5`), one
@@ -14,14 +14,11 @@ Both read into `Rows` (a packed row of one sequence is an unpacked row). A shard
 that cannot be read, lacks a key, has a wrong dtype or inconsistent lengths
 fails with `DataError` naming the file and the dataset key.
 
-`python3 -m bert.data synthesize DIR` writes the synthetic corpus (see
-`SyntheticLanguage`), packs it with `bert.packing`, writes an eval file, and
-makes the phase-1 checkpoint by a short untimed pretraining (`bert.phase1`).
+`bert.packing` packs variable-length shards; `bert.synthetic` writes a
+synthetic corpus and phase-1 checkpoint in these layouts.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -30,7 +27,6 @@ import h5py
 import numpy as np
 import torch
 
-SYNTHETIC_MARKER = "SYNTHETIC.json"
 EVAL_FILE = "eval_varlength/part_eval_10k.hdf5"
 PACKED_DIR = "packed_data"
 VARLENGTH_DIR = "varlength"
@@ -303,134 +299,5 @@ def write_packed(path: Path, rows: Rows) -> None:
             _write_vlen(f, key, dtype, columns[key])
 
 
-class SyntheticLanguage:
-    """A learnable token language for the synthetic corpus.
-
-    Ids: 0 [PAD], 1 [CLS], 2 [SEP], 3 [MASK], words 4..vocab-1. A document has
-    a topic; within a topic each word has one preferred successor (a random
-    permutation per topic), emitted with probability `follow`, otherwise a
-    uniformly random word. A masked word is therefore predictable from its
-    neighbours once the model knows the topic's successor map and infers the
-    topic from the rest of the sequence — but not always (the random words),
-    so accuracy stays below 1. The next-sentence task is learnable because a
-    random second segment comes from a document of another topic.
-    """
-
-    PAD, CLS, SEP, MASK = 0, 1, 2, 3
-    FIRST_WORD = 4
-
-    def __init__(self, vocab_size: int, topics: int, follow: float, seed: int):
-        self.vocab_size, self.follow = vocab_size, follow
-        rng = np.random.default_rng(seed)
-        self.words = np.arange(self.FIRST_WORD, vocab_size)
-        self.successor = np.zeros((topics, vocab_size), dtype=np.int64)  # successor[topic, word]
-        for t in range(topics):
-            self.successor[t, self.words] = rng.permutation(self.words)
-        self.topics = topics
-
-    def walk(self, rng: np.random.Generator, topic: int, length: int) -> list[int]:
-        follows = rng.random(length) < self.follow
-        out = rng.integers(self.FIRST_WORD, self.vocab_size, length)  # the random words
-        for i in range(1, length):
-            if follows[i]:
-                out[i] = self.successor[topic, out[i - 1]]
-        return out.tolist()
-
-    def sequence(self, rng: np.random.Generator, length: int, max_predictions: int) -> dict:
-        """One pre-training sequence [CLS] A [SEP] B [SEP] of `length` tokens, masked as BERT does."""
-        words = length - 3
-        len_a = int(rng.integers(1, words))
-        topic = int(rng.integers(self.topics))
-        is_random = rng.random() < 0.5
-        a = self.walk(rng, topic, len_a)
-        b_topic = (topic + int(rng.integers(1, self.topics))) % self.topics if is_random else topic
-        b = self.walk(rng, b_topic, words - len_a)
-        tokens = [self.CLS, *a, self.SEP, *b, self.SEP]
-        segments = [0] * (len_a + 2) + [1] * (words - len_a + 1)
-        candidates = [i for i, t in enumerate(tokens) if t >= self.FIRST_WORD]
-        count = min(max_predictions, max(1, round(0.15 * len(candidates))))
-        positions = np.sort(rng.choice(candidates, size=count, replace=False))
-        labels = [tokens[p] for p in positions]
-        for p in positions:  # 80% [MASK], 10% random word, 10% unchanged
-            r = rng.random()
-            tokens[p] = self.MASK if r < 0.8 else int(rng.choice(self.words)) if r < 0.9 else tokens[p]
-        return {"input_ids": tokens, "segment_ids": segments, "masked_lm_positions": positions.tolist(),
-                "masked_lm_ids": labels, "next_sentence_label": int(is_random)}
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """Sizes of the synthetic corpus (tiny-model scale)."""
-
-    vocab_size: int = 128
-    max_seq_len: int = 128
-    max_predictions: int = 20
-    topics: int = 2
-    follow: float = 0.95
-    train_shards: int = 8
-    sequences_per_shard: int = 4000
-    eval_sequences: int = 2_000  # the real eval set has 10,000; logged as eval_samples either way
-    seed: int = 1234
-
-
-def synthetic_lengths(rng: np.random.Generator, n: int, max_len: int) -> np.ndarray:
-    """Half short (16..max/2), half long (max/2..max) sequences, so rows pack about 2 to 1."""
-    short = rng.integers(16, max_len // 2 + 1, n)
-    long = rng.integers(max_len // 2, max_len + 1, n)
-    return np.where(rng.random(n) < 0.5, short, long)
-
-
-def is_synthetic(data_dir: Path) -> bool:
-    return (Path(data_dir) / SYNTHETIC_MARKER).is_file()
-
-
-def write_synthetic(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> None:
-    """varlength/ training shards, packed_data/ (packed from them) and the eval file."""
-    from bert.packing import pack_shards  # the packing tool is a separate command
-
-    lang = SyntheticLanguage(spec.vocab_size, spec.topics, spec.follow, spec.seed)
-    rng = np.random.default_rng(spec.seed + 1)
-    shards = []
-    for s in range(spec.train_shards):
-        lengths = synthetic_lengths(rng, spec.sequences_per_shard, spec.max_seq_len)
-        path = root / VARLENGTH_DIR / f"part_{s:05d}_of_{spec.train_shards:05d}.hdf5"
-        write_varlength(path, [lang.sequence(rng, int(n), spec.max_predictions) for n in lengths])
-        shards.append(path)
-    pack_shards(shards, root / PACKED_DIR, max_seq_len=spec.max_seq_len, max_predictions=spec.max_predictions,
-                seed=spec.seed)
-    lengths = synthetic_lengths(rng, spec.eval_sequences, spec.max_seq_len)
-    write_varlength(root / EVAL_FILE, [lang.sequence(rng, int(n), spec.max_predictions) for n in lengths])
-
-
-def synthesize(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> None:
-    """The whole synthetic benchmark input: data, packed data, eval file, phase-1 checkpoint.
-
-    Idempotent: a directory with a complete marker is left as it is.
-    """
-    root = Path(root)
-    marker = root / SYNTHETIC_MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("spec") == spec.__dict__:
-        print(f"synthetic BERT data already in {root}")
-        return
-    from bert.phase1 import make_phase1_checkpoint  # untimed pre-training, imported only here
-
-    write_synthetic(root, spec)
-    checkpoint = make_phase1_checkpoint(root, spec)
-    marker.write_text(json.dumps({"synthetic": True, "spec": spec.__dict__,
-                                  "phase1_checkpoint": str(checkpoint.relative_to(root))}, indent=1))
-    print(f"wrote synthetic BERT data and phase-1 checkpoint to {root}")
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    syn = sub.add_parser("synthesize", help="write the synthetic corpus and phase-1 checkpoint")
-    syn.add_argument("root", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "synthesize":
-        synthesize(args.root)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}

@@ -19,11 +19,16 @@ PyTorch have no attention dropout, which BERT's reference model uses).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bert.config import RULES
+
+TINY_MAX_PREDICTIONS = 20  # 15% of 128 tokens, BERT's phase-1 setting; the synthetic corpus uses it
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,15 @@ class BertConfig:
 
     @classmethod
     def tiny(cls) -> "BertConfig":
-        """Same code, CPU-sized: for smoke runs and tests."""
+        """Same code, CPU-sized: for smoke runs and tests (MODEL_SIZE=debug)."""
         return cls(vocab_size=128, hidden=64, layers=2, heads=4, ffn=128, max_positions=128)
+
+
+def model_config(model_size: str, dropout: float) -> tuple[BertConfig, int]:
+    """The architecture of MODEL_SIZE (full: BERT-large; debug: tiny) and its masked-LM predictions per sequence."""
+    if model_size == "debug":
+        return dataclasses.replace(BertConfig.tiny(), dropout=dropout), TINY_MAX_PREDICTIONS
+    return BertConfig(dropout=dropout), RULES.max_predictions_per_seq
 
 
 class BertEmbeddings(nn.Module):
@@ -256,3 +268,15 @@ class BertForPreTraining(nn.Module):
         # absent sequences (length 0) may start past the row; their logits are ignored
         nsp_logits = self.cls.seq_relationship(self.bert.pooler(gather(starts.clamp(max=x.shape[1] - 1))))
         return mlm_logits, nsp_logits
+
+
+def pretraining_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Masked-LM cross entropy (mean over real predictions) + next-sentence cross entropy of a collated batch.
+
+    Padding predictions and absent sequences have label -1 (bert.data.collate) and count for nothing.
+    """
+    mlm_logits, nsp_logits = model(batch["input_ids"], batch["token_type_ids"], batch["seq_lens"],
+                                   batch["masked_positions"])
+    mlm = F.cross_entropy(mlm_logits.flatten(0, 1).float(), batch["masked_ids"].flatten(), ignore_index=-1)
+    nsp = F.cross_entropy(nsp_logits.flatten(0, 1).float(), batch["nsp_labels"].flatten(), ignore_index=-1)
+    return mlm + nsp

@@ -70,6 +70,34 @@ class SystemConfig:
         return self.platform or f"{self.nodes}x{self.system}"
 
 
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how a benchmark runs, the same variables for every benchmark; none changes what is trained.
+
+    A benchmark that lacks a choice (ResNet-50 has no debug model, no FP8 path)
+    says so through `require`, naming the variable and the file.
+    """
+
+    device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train: auto takes a GPU when there is one",
+                                                       "auto")
+    model_size: Literal["full", "debug"] = env_field(
+        "MODEL_SIZE", "full: the benchmark's model; debug: the same code at CPU size", "full")
+    precision: Literal["fp32", "bf16", "fp8"] = env_field(
+        "PRECISION", "fp32; bf16 autocast; fp8: bf16 plus Transformer Engine FP8 linears (GPU)", "fp32")
+    torch_compile: bool = env_field("TORCH_COMPILE", "torch.compile the model's repeated blocks", False)
+    num_workers: int = env_field("DATALOADER_WORKERS", "data-loading worker processes per rank", 2)
+
+    def __post_init__(self):
+        if self.num_workers < 0:
+            raise ValueError(f"DATALOADER_WORKERS={self.num_workers} must be >= 0")
+
+
+def require(ok: bool, config_file, variable: str, message: str) -> None:
+    """A benchmark's own limit on a config variable: a ConfigError naming the variable and the file."""
+    if not ok:
+        raise ConfigError(f"{config_file}: {variable}: {message}")
+
+
 def read_config_file(config_file: Path) -> dict[str, str]:
     """What a config file exports, found by sourcing it in an empty environment."""
     if not config_file.is_file():
@@ -173,7 +201,7 @@ def run_arguments(doc: str, run_config: type, data_help: str) -> argparse.Argume
     listing the config variables; add the benchmark's own arguments, then `parse_run_arguments`."""
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, run_config))
+        epilog="config variables (exported by config_*.sh):\n" + describe(SystemConfig, RuntimeConfig, run_config))
     parser.add_argument("--data-dir", type=Path, required=True, help=data_help)
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (default: config_$DGXSYSTEM.sh next to the train module)")

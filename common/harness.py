@@ -1,4 +1,4 @@
-"""The MLPerf run lifecycle and a small train-until-target loop.
+"""The MLPerf run lifecycle and the train-until-target loop.
 
 `MLPerfRun` owns the lifecycle events: `init_start` when entered, the
 submission block, `init_stop`/`run_start` when the timed region begins, and
@@ -10,23 +10,29 @@ That holds for the logging process (rank 0); when another rank dies, its
 launcher ends the others (torchrun does; run.sub uses srun --kill-on-bad-exit),
 which reach rank 0 as SIGTERM.
 
-`train_to_target` runs blocks of training, each followed by one evaluation
-(the rules' cadence is the benchmark's choice of blocks), and stops at the
-quality target.
+`train_to_target` runs the evaluation schedule (`common.schedule`): each block
+trains with the benchmark's `TrainStep` up to the block's step, logs the
+block's throughput, then evaluates (in eval mode, without gradients, under the
+run's precision) and stops at the quality target. A quality value is a float
+or, for benchmarks with several metrics (maskrcnn), a dict of floats; the
+benchmark's `reached` predicate decides.
 """
 from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterator, Mapping, Sequence, Union
+
+import torch
 
 from common.config import SystemConfig
 from common.mlperf_log import MLPerfLogger, constants
+from common.schedule import Block
+from common.step import DataExhausted, NonFiniteLoss, TrainStep
 
+__all__ = ["MLPerfRun", "RunTerminated", "NonFiniteLoss", "DataExhausted", "train_to_target", "format_quality"]
 
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite."""
+Quality = Union[float, Mapping[str, float]]
 
 
 class RunTerminated(BaseException):
@@ -34,33 +40,6 @@ class RunTerminated(BaseException):
 
     A BaseException so that no `except Exception` on the way can swallow it.
     """
-
-
-@dataclass(frozen=True)
-class Block:
-    """Epochs trained between two evaluations (MLPerf `block_start`/`block_stop`)."""
-
-    first_epoch: int  # 1-based, as logged
-    epoch_count: int
-
-    @property
-    def last_epoch(self) -> int:
-        return self.first_epoch + self.epoch_count - 1
-
-
-def epoch_blocks(num_epochs: int, period: int, offset: int) -> list[Block]:
-    """Blocks ending at the evaluation epochs offset+1, offset+1+period, ... <= num_epochs.
-
-    Epochs after the last evaluation point could never produce a result, so
-    they are not trained.
-    """
-    if not 0 <= offset < period:
-        raise ValueError(f"eval offset {offset} must be in [0, {period})")
-    blocks, first, last = [], 1, offset + 1
-    while last <= num_epochs:
-        blocks.append(Block(first, last - first + 1))
-        first, last = last + 1, last + period
-    return blocks
 
 
 class MLPerfRun:
@@ -73,6 +52,7 @@ class MLPerfRun:
         self.run_started = False
         self.status = constants.ABORTED
         self._previous_sigterm = None
+        self._before_stop: list[Callable[[], None]] = []
 
     def __enter__(self) -> "MLPerfRun":
         self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -99,12 +79,18 @@ class MLPerfRun:
         self.logger.start(constants.RUN_START, depth=1)
         self.run_started = True
 
+    def before_run_stop(self, log: Callable[[], None]) -> None:
+        """Log something just before `run_stop`, however the run ends (e.g. the samples actually trained)."""
+        self._before_stop.append(log)
+
     def succeed(self) -> None:
         self.status = constants.SUCCESS
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
             if self.run_started:
+                for log in self._before_stop:
+                    log()
                 self.logger.end(constants.RUN_STOP, metadata={constants.STATUS: self.status})
             if exc is not None:
                 print(f"MLPerf run ended by {exc_type.__name__}: {exc}", flush=True)
@@ -114,36 +100,52 @@ class MLPerfRun:
         return False
 
 
-def train_to_target(run: MLPerfRun, blocks: Sequence[Block] | Iterable[Block],
-                    train_block: Callable[[Block], int], evaluate: Callable[[Block], float],
-                    reached: Callable[[float], bool],
-                    progress: Callable[[Block], int] | None = None) -> bool:
-    """Train block by block, evaluating after each, until `reached(accuracy)`.
+def format_quality(quality: Quality) -> str:
+    if isinstance(quality, Mapping):
+        return ", ".join(f"{name} {value:.5f}" for name, value in quality.items())
+    return f"{quality:.5f}"
 
-    `train_block` returns the number of samples it trained on (all ranks
-    together) and must end at a host-device sync point, so the measured
-    throughput is real. `progress(block)` is the `epoch_num` logged with the
-    evaluation (default: the block's last epoch; benchmarks whose "epochs" are
-    samples, like BERT, return the samples actually trained). Returns whether
-    the target was reached; the run is marked successful only then.
+
+def train_to_target(run: MLPerfRun, schedule: Sequence[Block], step: TrainStep, batches: Iterator,
+                    evaluate: Callable[[], Quality], reached: Callable[[Quality], bool],
+                    progress: Callable[[int], float] | None = None) -> bool:
+    """Train and evaluate block by block until `reached(quality)`; see the module docstring.
+
+    `progress(samples_trained)` is the `epoch_num` an evaluation is logged at
+    when a benchmark measures it (BERT: the sequences actually trained);
+    otherwise the block's nominal one. Returns whether the target was reached;
+    the run is marked successful only then.
     """
     log = run.logger
-    for block in blocks:
+    for block in schedule:
         log.start(constants.BLOCK_START, metadata={
-            constants.FIRST_EPOCH_NUM: block.first_epoch, constants.EPOCH_COUNT: block.epoch_count})
+            constants.FIRST_EPOCH_NUM: block.first_epoch_num, constants.EPOCH_COUNT: block.epoch_count})
+        step.train_mode()
         start = time.perf_counter()
-        samples = train_block(block)
+        while step.steps < block.until_step:
+            step(batches)
+        stats = step.monitor.drain()  # all ranks agree, and the host waits for the device: the time is real
         seconds = time.perf_counter() - start
-        at = progress(block) if progress else block.last_epoch
-        log.event("tracked_stats", {"throughput": samples / seconds}, metadata={constants.EPOCH_NUM: at})
-        log.start(constants.EVAL_START, metadata={constants.EPOCH_NUM: at})
-        accuracy = evaluate(block)
-        log.end(constants.EVAL_STOP, metadata={constants.EPOCH_NUM: at})
-        log.event(constants.EVAL_ACCURACY, accuracy, metadata={constants.EPOCH_NUM: at})
-        log.end(constants.BLOCK_STOP, metadata={constants.FIRST_EPOCH_NUM: block.first_epoch})
+        at = progress(step.monitor.samples_trained) if progress else block.epoch_num
+        tracked = {"throughput": stats.samples / seconds}
+        if stats.mean_loss == stats.mean_loss:  # not NaN: some rank computed a loss
+            tracked["train_loss"] = stats.mean_loss
+        log.event("tracked_stats", tracked, metadata={constants.EPOCH_NUM: at})
+        shown = at if isinstance(at, int) else f"{at:.6g}"
+        line = f"epoch {shown}: training loss {stats.mean_loss:.5f}, {stats.samples / seconds:.1f} samples/s"
+        quality = None
+        if block.evaluate:
+            log.start(constants.EVAL_START, metadata={constants.EPOCH_NUM: at})
+            step.train_mode(False)
+            with torch.no_grad(), step.precision.autocast():
+                quality = evaluate()
+            log.end(constants.EVAL_STOP, metadata={constants.EPOCH_NUM: at})
+            log.event(constants.EVAL_ACCURACY, quality, metadata={constants.EPOCH_NUM: at})
+            line += f", eval accuracy {format_quality(quality)}"
+        log.end(constants.BLOCK_STOP, metadata={constants.FIRST_EPOCH_NUM: block.first_epoch_num})
         if log.enabled:
-            print(f"epoch {at}: eval accuracy {accuracy:.5f}, {samples / seconds:.1f} samples/s", flush=True)
-        if reached(accuracy):
+            print(line, flush=True)
+        if quality is not None and reached(quality):
             run.succeed()
             return True
     if log.enabled:

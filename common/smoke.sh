@@ -14,5 +14,5 @@ source "${configs[0]}"
 export DATADIR=${DATADIR:-${repo}/data/${bench}-synthetic}
 export LOGDIR=${LOGDIR:-${repo}/results/${bench}}
 export NEXP=1
-python3 -m "${bench}.data" synthesize "${DATADIR}"
+python3 -m "${bench}.synthetic" "${DATADIR}"
 exec "${repo}/common/run_local.sh"

@@ -10,6 +10,13 @@ A synthetic-data run cannot satisfy a rule that pins the size of the real
 validation set (`SYNTHETIC_WAIVERS`): such a log passes when the checker's only
 objection is that key — shown by checking a copy with the rules' value put in —
 and the verdict says so.
+
+This project adds one rule of its own, `DATA_SYNTHETIC_LOGGED`: a log written
+by this code (its harness logs its blocks from `common/harness.py`) must say
+whether its data was synthetic — the harness always logs `data_synthetic`
+before `run_start` — so a log without the key was cut or edited and fails,
+rather than passing as real data. Logs of other implementations (NVIDIA's)
+do not log the key and are read as real data.
 """
 from __future__ import annotations
 
@@ -26,6 +33,8 @@ USAGE = "training"
 MLLOG_PREFIX = ":::MLLOG "
 # benchmark -> {key: the value the rules fix}, waived only for logs with data_synthetic true.
 SYNTHETIC_WAIVERS = {"dlrm_dcnv2": {"eval_samples": 89137319}}
+PRODUCER_FILE = "common/harness.py"  # `file` metadata of the blocks this project's harness logs
+DATA_SYNTHETIC_RULE = "DATA_SYNTHETIC_LOGGED"
 
 
 @dataclass(frozen=True)
@@ -33,9 +42,19 @@ class RunSummary:
     benchmark: str | None
     status: str | None
     minutes: float | None
-    synthetic: bool
+    synthetic: bool  # data_synthetic true (a missing key reads as false; see provenance_error)
     seed: int | None
     org: str | None
+    from_this_code: bool = False  # logged by this project's harness
+    logs_data_synthetic: bool = False
+
+    def provenance_error(self) -> str | None:
+        """Why the log breaks DATA_SYNTHETIC_LOGGED, or None."""
+        if self.from_this_code and not self.logs_data_synthetic:
+            return (f"rule {DATA_SYNTHETIC_RULE}: the log comes from this code ({PRODUCER_FILE} logged its blocks) but "
+                    "has no data_synthetic line, which the harness always logs before run_start; the log was cut or "
+                    "edited, and whether it trained on synthetic data is unknown")
+        return None
 
 
 def rules_file(name: str) -> Path:
@@ -66,9 +85,11 @@ def summarize(path: Path) -> RunSummary:
     values: dict = {}
     times: dict = {}
     status = None
+    from_this_code = False
     for event in read_events(path):
         key = event.get("key")
         values.setdefault(key, event.get("value"))
+        from_this_code |= (event.get("metadata") or {}).get("file") == PRODUCER_FILE
         if key in ("run_start", "run_stop"):
             times[key] = event["time_ms"]
         if key == "run_stop":
@@ -77,7 +98,8 @@ def summarize(path: Path) -> RunSummary:
                if {"run_start", "run_stop"} <= times.keys() else None)
     return RunSummary(benchmark=values.get("submission_benchmark"), status=status, minutes=minutes,
                       synthetic=bool(values.get("data_synthetic", False)), seed=values.get("seed"),
-                      org=values.get("submission_org"))
+                      org=values.get("submission_org"), from_this_code=from_this_code,
+                      logs_data_synthetic="data_synthetic" in values)
 
 
 def run_checker(path: Path) -> tuple[bool, str]:
@@ -124,8 +146,12 @@ def main(argv=None) -> int:
         print(f"== compliance_checker --usage {USAGE} --ruleset {RULESET} {log}")
         print(output)
         run = summarize(log)
+        provenance = run.provenance_error()
+        if provenance:
+            print(f"ERROR - {provenance}")
+            passed = False
         verdict = "SUCCESS" if passed else "FAILED"
-        waived = {} if passed else only_waived_keys_fail(log, run)
+        waived = {} if passed or provenance else only_waived_keys_fail(log, run)
         if waived:
             passed = True
             verdict = "SUCCESS except the waived synthetic-data rule(s) " + ", ".join(

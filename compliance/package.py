@@ -10,7 +10,9 @@ writes
 then runs the package checker (which always exits 0: its verdict is read from
 its text), the RCP checker and the result summarizer, and prints the score.
 
-Logs of runs on synthetic data are refused unless `--dry-run` is given; a dry
+Logs of runs on synthetic data are refused unless `--dry-run` is given, and
+so is a log of this code without `data_synthetic` (compliance.check's
+DATA_SYNTHETIC_LOGGED: it was cut or edited); a dry
 run marks the system description as such and bypasses the RCP check, which
 synthetic convergence cannot meet. `--system host` describes this machine.
 """
@@ -65,6 +67,8 @@ def validate_logs(logs: list[Path], spec: BenchmarkSpec, org: str, dry_run: bool
     seeds = {}
     for log in logs:
         run = summarize(log)
+        if run.provenance_error():
+            raise PackageError(f"{log}: {run.provenance_error()}")
         if run.benchmark != spec.mlperf_name:
             raise PackageError(f"{log}: submission_benchmark is {run.benchmark!r}, expected {spec.mlperf_name!r}")
         if run.org != org:

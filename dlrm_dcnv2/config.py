@@ -1,7 +1,10 @@
 """DLRM-DCNv2 run configuration: NVIDIA's variable names mapped onto typed fields.
 
 Rule-fixed values (target AUC, validation size, table shapes, hotness, the
-evaluation cadence, Adagrad's fixed settings) are in `RULES`, not in config files.
+evaluation cadence, Adagrad's fixed settings) are in `RULES`, not in config files;
+DEVICE, MODEL_SIZE (full: the benchmark's model; debug: small tables and widths),
+PRECISION (bf16: autocast of the dense part), TORCH_COMPILE and DATALOADER_WORKERS
+are `common.config.RuntimeConfig`'s.
 """
 from __future__ import annotations
 
@@ -43,12 +46,8 @@ class DlrmRunConfig:
     global_batch: int = env_field("BATCHSIZE", "global training batch (all processes together), as NVIDIA's configs")
     eval_batch: int = env_field("BATCHSIZE_EVAL", "global evaluation batch (all processes together)")
     lr: float = env_field("LEARNING_RATE", "Adagrad learning rate of the embeddings and the dense part")
-    mixed_precision: bool = env_field("USE_MIXED_PRECISION", "bf16 autocast of the dense part (GPU)", False)
-    model_size: Literal["full", "small"] = env_field(
-        "MODEL_SIZE", "full: the benchmark's model; small: the same code with small tables and widths (CPU)", "full")
     data_format: Literal["numpy", "binary"] = env_field(
         "DATA_FORMAT", "numpy: reference day_*.npy/npz files; binary: NVIDIA's train_data.bin/val_data.bin", "numpy")
-    device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train", "auto")
 
     def __post_init__(self):
         for name, value in (("BATCHSIZE", self.global_batch), ("BATCHSIZE_EVAL", self.eval_batch)):

@@ -3,7 +3,7 @@
 # Synthetic epoch: 23 days x 16,384 rows = 376,832 rows = 184 steps; 20 evaluations (every 9 steps).
 
 ## DL params
-export MODEL_SIZE=small
+export MODEL_SIZE=debug
 export BATCHSIZE=2048
 export BATCHSIZE_EVAL=16384
 export LEARNING_RATE=0.02

@@ -7,6 +7,6 @@ export DGXHT=2  # hyperthreading on
 # NVIDIA's HugeCTR configs also set SCALER (fp16 loss scale), SHARDING_PLAN and
 # MEM_COMM_BW_RATIO (HugeCTR's planner) and GEN_LOSS_SUMMARY: none applies here —
 # the dense part runs in bf16 (no loss scale) and TorchRec's planner shards the tables.
-export USE_MIXED_PRECISION=1
+export PRECISION=bf16  # NVIDIA: mixed precision (fp16 with a loss scale); bf16 needs none
 export MODEL_SIZE=full
 export DATA_FORMAT=numpy

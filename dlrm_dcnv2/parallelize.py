@@ -1,6 +1,8 @@
 """Model parallel embeddings, data parallel dense part, and the optimizers that go with them.
 
 `parallelize_dlrm` applies, in this order:
+0. with TORCH_COMPILE=1, `torch.compile` of the dense blocks (common.parallelize's order:
+   compile before the data-parallel wrapper),
 1. fused Adagrad on the embedding tables (`apply_optimizer_in_backward`: FBGEMM
    updates each table inside the backward pass, no embedding gradient is stored),
 2. TorchRec's planner, which picks per table a sharding type among the
@@ -23,6 +25,7 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
+from common.parallelize import apply_compile
 from dlrm_dcnv2.config import RULES
 from dlrm_dcnv2.model import DLRMDCNv2
 
@@ -52,10 +55,12 @@ def plan_sharding(model: DLRMDCNv2, device: torch.device, local_batch: int,
 
 
 def parallelize_dlrm(model: DLRMDCNv2, *, device: torch.device, lr: float, local_batch: int,
-                     sharding_types: list[str] | None = None) -> DistributedModelParallel:
+                     sharding_types: list[str] | None = None, torch_compile: bool = False) -> DistributedModelParallel:
     """Shard `model` (built on `meta`) over the default process group; see the module docstring."""
     if not dist.is_initialized():
         raise RuntimeError("parallelize_dlrm needs a process group (one rank is fine)")
+    if torch_compile:  # the dense blocks; TorchRec's sharded lookups run their own kernels
+        apply_compile(model, ["bottom_mlp", "cross", "top_mlp"])
     apply_optimizer_in_backward(torch.optim.Adagrad, model.embeddings.parameters(), adagrad_kwargs(lr))
     plan = plan_sharding(model, device, local_batch, sharding_types)
     return DistributedModelParallel(model, device=device, plan=plan)
@@ -79,3 +84,21 @@ def sharding_summary(model: DistributedModelParallel) -> dict[str, str]:
             summary[table] = spec.sharding_type
     return summary
 
+
+
+def load_full_state(model: torch.nn.Module, state: dict) -> None:
+    """Copy unsharded tensors (a one-process model's state_dict) into this rank's shards.
+
+    Used to start runs of different process counts from the same weights (tests).
+    """
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            full = state[name]
+            if isinstance(tensor, ShardedTensor):
+                for shard in tensor.local_shards():
+                    (r, c), (h, w) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                    shard.tensor.copy_(full[r:r + h, c:c + w])
+            else:
+                tensor.copy_(full)

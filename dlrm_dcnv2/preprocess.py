@@ -134,14 +134,14 @@ def main(argv=None) -> int:
     tsv.add_argument("raw_dir", type=Path)
     tsv.add_argument("out_dir", type=Path)
     tsv.add_argument("--days", type=parse_days, default=list(range(24)), help="e.g. 0-23 or 0,23")
-    tsv.add_argument("--model-size", choices=["full", "small"], default="full",
-                     help="whose table sizes cap the ids (small: the CPU model's)")
+    tsv.add_argument("--model-size", choices=["full", "debug"], default="full",
+                     help="whose table sizes cap the ids (debug: the CPU model's)")
     binary = sub.add_parser("binary", help="numpy layout -> NVIDIA's train_data.bin / val_data.bin")
     binary.add_argument("numpy_dir", type=Path)
     binary.add_argument("out_dir", type=Path)
-    binary.add_argument("--model-size", choices=["full", "small"], default="full")
+    binary.add_argument("--model-size", choices=["full", "debug"], default="full")
     args = parser.parse_args(argv)
-    shape = ModelShape.small() if args.model_size == "small" else ModelShape.full()
+    shape = ModelShape.small() if args.model_size == "debug" else ModelShape.full()
     if args.command == "tsv":
         tsv_to_numpy(args.raw_dir, args.out_dir, args.days, shape.table_rows, shape.hotness)
     else:

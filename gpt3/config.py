@@ -3,13 +3,14 @@
 Everything that depends on the global batch (warmup and decay steps, the
 checkpoint's step, the eval interval, the base LR) follows the MLPerf
 reference hyperparameters, which are stated for GBS 1536, exactly as NVIDIA's
-`config_common.sh` computes them.
+`config_common.sh` computes them. DEVICE, MODEL_SIZE (full: 175B; debug: the
+CPU model), PRECISION, TORCH_COMPILE and DATALOADER_WORKERS are
+`common.config.RuntimeConfig`'s.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from common.config import env_field
 
@@ -61,17 +62,11 @@ class GPTRunConfig:
     pipeline_parallel: int = env_field("PIPELINE_MODEL_PARALLEL", "pipeline-parallel size", 1)
     interleaved_pipeline: int = env_field("INTERLEAVED_PIPELINE", "pipeline stages per pipeline rank", 1)
     micro_batch_size: int = env_field("MICRO_BATCH_SIZE", "sequences per micro-batch", 1)
-    model_size: Literal["175b", "cpu"] = env_field(
-        "MODEL_SIZE", "175b: GPT-3 (the benchmark); cpu: the same code, tiny width, 2048 context", "175b")
     eval_every: int = env_field(
         "EVAL_EVERY_SAMPLES", "training sequences between evaluations (0: the rules' 24,576)", 0)
     max_samples: int = env_field(
         "MAX_SAMPLES", "give up after this many training sequences (NVIDIA: 20,000,000, no sample repeated)",
         20_000_000)
-    device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train", "auto")
-    precision: Literal["fp32", "bf16", "fp8"] = env_field(
-        "PRECISION", "fp32; bf16 autocast; fp8: bf16 plus Transformer Engine FP8 linears in the blocks (GPU, TP 1)",
-        "bf16")
 
     def __post_init__(self):
         if self.minibs % self.micro_batch_size:
@@ -92,6 +87,11 @@ class GPTRunConfig:
 
     def global_batch(self, world_size: int) -> int:
         return self.minibs * self.data_parallel(world_size)
+
+    @property
+    def pipeline_stages(self) -> int:
+        """Pipeline stages in all (PIPELINE_MODEL_PARALLEL x INTERLEAVED_PIPELINE); 1 without pipelining."""
+        return self.pipeline_parallel * self.interleaved_pipeline if self.pipeline_parallel > 1 else 1
 
     def accumulation_steps(self) -> int:
         """Micro-batches per step on each data-parallel rank (pipeline micro-batches when PP > 1)."""

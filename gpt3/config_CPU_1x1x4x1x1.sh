@@ -6,7 +6,7 @@
 # Eval every 40 sequences (10 steps; the rules allow at most 24,576).
 
 ## DL params
-export MODEL_SIZE=cpu
+export MODEL_SIZE=debug
 export MINIBS=4
 export MICRO_BATCH_SIZE=4
 export TENSOR_MODEL_PARALLEL=1

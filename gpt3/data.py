@@ -19,12 +19,19 @@ does: each next sample comes from the dataset furthest behind its share.
 """
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import torch
 
+from gpt3.model import IGNORE
+
+TRAIN_FILES = ("c4_en_6_c4_spm_text_document", "c4_en_7_c4_spm_text_document")  # blended 0.5/0.5
+VALID_FILE = "c4_en_validation_subset_c4_spm_text_document"
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
 HEADER = struct.Struct("<9sQBQQ")  # 34 bytes
@@ -180,19 +187,48 @@ def blend(weights: list[float], num_samples: int) -> tuple[np.ndarray, np.ndarra
     return which, within
 
 
-def main(argv=None) -> int:
-    """`python3 -m gpt3.data synthesize DIR`: the synthetic corpus (see gpt3.synthetic)."""
-    import argparse
+class TrainSamples:
+    """Global training sample g: a 0.5/0.5 blend of the two training files' shuffled GPT samples."""
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("command", choices=["synthesize"])
-    parser.add_argument("root", type=Path)
-    args = parser.parse_args(argv)
-    from gpt3.synthetic import synthesize  # it imports this module
+    def __init__(self, files: list[IndexedDataset], num_samples: int, seq_len: int, seed: int):
+        self.files = files
+        self.which, self.within = blend([0.5] * len(files), num_samples)
+        self.index = [build_samples(ds.sizes, int((self.which == i).sum()) + 1, seq_len, seed + i)
+                      for i, ds in enumerate(files)]
 
-    synthesize(args.root)
-    return 0
+    def batch(self, ids: range) -> torch.Tensor:
+        return torch.from_numpy(np.stack([gpt_sample(self.files[self.which[g]], self.index[self.which[g]],
+                                                     int(self.within[g])) for g in ids]))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def train_batches(samples: TrainSamples, global_batch: int, minibs: int, dp_rank: int,
+                  micro_batch: int | None = None) -> Iterator[torch.Tensor]:
+    """This data-parallel rank's MINIBS sequences of every step (tensor- and pipeline-parallel ranks share
+    them), whole or in micro-batches of `micro_batch`; [rows, seq_len + 1] token ids."""
+    for step in itertools.count():
+        first = step * global_batch + dp_rank * minibs
+        tokens = samples.batch(range(first, first + minibs))
+        if micro_batch is None:
+            yield tokens
+        else:
+            yield from tokens.split(micro_batch)
+
+
+def validation_batches(ds: IndexedDataset, seq_len: int, rank: int, world: int, batch: int):
+    """The validation windows split by data-parallel rank, in (inputs, targets) batches of `batch`; and the
+    number of windows.
+
+    Every rank gets the same number of full batches (FSDP2 and the pipeline
+    schedule need the same calls on every rank); the padding rows have
+    targets IGNORE and count for nothing.
+    """
+    windows = validation_windows(ds, seq_len)
+    if len(windows) == 0:
+        raise DataError(f"{ds.bin_path}: fewer than {seq_len + 1} validation tokens")
+    mine = torch.from_numpy(windows[rank::world]).long()
+    per_rank = -(-len(windows) // world)
+    rows = -(-per_rank // batch) * batch
+    inputs = torch.zeros(rows, seq_len, dtype=torch.long)
+    targets = torch.full((rows, seq_len), IGNORE, dtype=torch.long)
+    inputs[:len(mine)], targets[:len(mine)] = mine[:, :-1], mine[:, 1:]
+    return list(zip(inputs.split(batch), targets.split(batch))), len(windows)

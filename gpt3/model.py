@@ -38,7 +38,7 @@ class GPTConfig:
 
     @classmethod
     def cpu(cls) -> "GPTConfig":
-        """The CPU smoke run's model: the benchmark's 2048-token context, tiny width, a vocabulary
+        """The CPU smoke run's model (MODEL_SIZE=debug): the benchmark's 2048-token context, tiny width, a vocabulary
         padded to 256 for the synthetic corpus's tokenizer, and an init std scaled up for the small
         width (0.006 is GPT-3's for hidden 12288; at hidden 64 it starves the logits)."""
         return cls(vocab_size=256, seq_len=2048, hidden=64, layers=2, heads=2, ffn=256, init_std=0.05)
@@ -143,3 +143,20 @@ class GPT(nn.Module):
         for layer in self.layers.values():
             x = layer(x)
         return self.head(x) if self.head is not None else x
+
+
+IGNORE = -100  # target of a padding row
+
+
+class LMLoss:
+    """Next-token cross entropy (nats) of logits [B, S, V] against targets [B, S]; IGNORE marks padding.
+
+    Mean over the tokens for training; `reduction = "sum"` while evaluating
+    (the pipeline schedule calls the same object on its last stage).
+    """
+
+    reduction = "mean"
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
+                               reduction=self.reduction)

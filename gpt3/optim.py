@@ -1,4 +1,5 @@
-"""Gradient clipping over plain and tensor-parallel (DTensor) parameters, and the LR schedule."""
+"""Adam as the rules configure it, gradient clipping over plain and tensor-parallel (DTensor) parameters, and the
+LR schedule."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,24 @@ import torch
 import torch.distributed as torch_dist
 from torch.distributed.tensor import DTensor
 
+from gpt3.config import RULES
 from gpt3.parallelize import tied_copies
+
+
+def build_optimizer(modules, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (0.9, 0.95, 1e-8, weight decay 0.1 on every parameter: NVIDIA's `do_layer_norm_weight_decay: True`).
+
+    One parameter group per device mesh, so the multi-tensor kernels (fused on
+    a GPU) never mix DTensors of different meshes.
+    """
+    groups: dict = {}
+    for module in modules:
+        for p in module.parameters():
+            groups.setdefault(p.device_mesh if isinstance(p, DTensor) else None, []).append(p)
+    cuda = device.type == "cuda"
+    return torch.optim.AdamW([{"params": ps} for ps in groups.values()], lr=0.0, betas=RULES.adam_betas,
+                             eps=RULES.adam_eps, weight_decay=RULES.weight_decay,
+                             fused=cuda or None, foreach=None if cuda else False)
 
 
 @torch.no_grad()
@@ -60,3 +78,12 @@ def cosine_warmup_lr(step: float, *, base_lr: float, min_lr: float, warmup_steps
         return min_lr
     ratio = (step - warmup_steps) / (total_steps - warmup_steps)
     return min_lr + (base_lr - min_lr) * 0.5 * (math.cos(math.pi * ratio) + 1.0)
+
+
+def lr_schedule(global_batch: int):
+    """lr(step of this run, 0 first): the rules' warmup + cosine at this global batch, continuing from the
+    checkpoint's position (`init_checkpoint_step`)."""
+    base, init = RULES.base_lr(global_batch), RULES.init_checkpoint_step(global_batch)
+    return lambda step: cosine_warmup_lr(init + step + 1, base_lr=base, min_lr=base * RULES.end_lr_fraction,
+                                         warmup_steps=RULES.warmup_steps(global_batch),
+                                         total_steps=RULES.schedule_steps(global_batch))

@@ -23,27 +23,36 @@ parallelism runs on its dimension of it, and any combination of sizes works.
   2-D (dp, tp) DTensors), gradients and Adam moments are sharded over the
   data-parallel ranks, gradients reduce-scattered (averaged).
 
-`parallelize_stage` applies TP, then FSDP2, to one module (the whole model or
-a pipeline stage). Build the model on the `meta` device, parallelize it, then
-`to_empty` + `gpt3.checkpoint.load_checkpoint`: every rank reads only its own
-shard of each array. The same code runs on gloo/CPU and NCCL/GPU.
+`parallelize_stage` applies TP, then torch.compile of each block, then FSDP2
+(with the run's bf16 `MixedPrecisionPolicy`), to one module (the whole model
+or a pipeline stage). `build_stages` is the whole sequence in the project's
+fixed order (common.parallelize): the model built on the `meta` device,
+Transformer Engine linears for FP8, the pipeline cut, `parallelize_stage`,
+then `to_empty` — and `gpt3.checkpoint.load_checkpoint` fills it: every rank
+reads only its own shard of each array. The same code runs on gloo/CPU and
+NCCL/GPU.
 """
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, Replicate, Shard
 from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput, PrepareModuleOutput,
                                                RowwiseParallel, SequenceParallel, parallelize_module)
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleInterleaved1F1B
 
 from common.dist import ensure_process_group
-from gpt3.model import GPT
+from common.parallelize import apply_compile
+from common.precision import Precision
+from common.te import apply_transformer_engine
+from gpt3.model import GPT, GPTConfig
 
 
 def build_mesh(device: torch.device, world_size: int, tensor_parallel: int = 1,
@@ -85,31 +94,59 @@ def apply_tensor_parallel(model: GPT, tp_mesh: DeviceMesh) -> None:
         })
 
 
-def apply_data_parallel(model: GPT, dp_mesh: DeviceMesh, reshard_after_forward: bool = True) -> None:
+def apply_data_parallel(model: GPT, dp_mesh: DeviceMesh, reshard_after_forward: bool = True,
+                        mp_policy: MixedPrecisionPolicy | None = None) -> None:
     """FSDP2 over dp_mesh: one unit per block, the rest (embeddings, head) in the root unit.
 
     With pipeline parallelism pass reshard_after_forward=False: a stage runs
     many micro-batches per step and would otherwise all-gather for each.
+    `mp_policy` (`Precision.fsdp_policy()`): bf16 all-gathers and compute, fp32 reduction.
     """
+    kwargs = {"mesh": dp_mesh, "reshard_after_forward": reshard_after_forward}
+    if mp_policy is not None:
+        kwargs["mp_policy"] = mp_policy
     for block in model.layers.values():
-        fully_shard(block, mesh=dp_mesh, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=dp_mesh, reshard_after_forward=reshard_after_forward)
+        fully_shard(block, **kwargs)
+    fully_shard(model, **kwargs)
 
 
-def parallelize_stage(model: GPT, mesh: DeviceMesh, pipelined: bool = False) -> GPT:
-    """Tensor parallelism over "tp", then FSDP2 over "dp", applied in place; returns the module."""
+def parallelize_stage(model: GPT, mesh: DeviceMesh, pipelined: bool = False, compile_blocks: bool = False,
+                      mp_policy: MixedPrecisionPolicy | None = None) -> GPT:
+    """Tensor parallelism over "tp", torch.compile of each block, then FSDP2 over "dp", in place; returns it."""
     if mesh["tp"].size() > 1:
         apply_tensor_parallel(model, mesh["tp"])
+    if compile_blocks:
+        apply_compile(model, [f"layers.{name}" for name in model.layers])
     if mesh["dp"].size() > 1:
-        apply_data_parallel(model, mesh["dp"], reshard_after_forward=not pipelined)
+        apply_data_parallel(model, mesh["dp"], reshard_after_forward=not pipelined, mp_policy=mp_policy)
     return model
 
 
-def set_gradient_sync(modules: list[nn.Module], enabled: bool) -> None:
-    """FSDP2's no_sync: skip the reduce-scatter on all but the last micro-batch of a step."""
-    for module in modules:
-        if hasattr(module, "set_requires_gradient_sync"):
-            module.set_requires_gradient_sync(enabled)
+BLOCK_LINEAR = re.compile(r"layers\.\d+\.(attention\.(qkv|proj)|mlp\.(fc1|fc2))$")
+
+
+def block_linears(name: str, module: nn.Module) -> bool:
+    """The linears TE runs in FP8: QKV, proj, fc1, fc2 of every block (embeddings, norms, head stay bf16)."""
+    return BLOCK_LINEAR.search(name) is not None
+
+
+def build_stages(arch: GPTConfig, mesh: DeviceMesh, device: torch.device, *, pipeline_parallel: int,
+                 interleaved: int, precision: Precision, torch_compile: bool) -> list[tuple[int, GPT]]:
+    """This rank's pipeline stages [(index, module)], in the fixed order: built on `meta`, TE linears (FP8),
+    cut into stages, TP, compile, FSDP2, then materialised without values (the checkpoint fills them)."""
+    with torch.device("meta"):
+        model = GPT(arch)
+    if precision.fp8:
+        if mesh["tp"].size() != 1:
+            raise ValueError("PRECISION=fp8 runs with TENSOR_MODEL_PARALLEL=1 (TE tensor parallelism is not wired)")
+        apply_transformer_engine(model, block_linears)
+    stages = (pipeline_stages(model, mesh["pp"].get_local_rank(), pipeline_parallel, interleaved)
+              if pipeline_parallel > 1 else [(0, model)])
+    for _, stage in stages:
+        parallelize_stage(stage, mesh, pipelined=pipeline_parallel > 1, compile_blocks=torch_compile,
+                          mp_policy=precision.fsdp_policy())
+        stage.to_empty(device=device)
+    return stages
 
 
 def pipeline_stages(model: GPT, pp_rank: int, pp_size: int, virtual: int) -> list[tuple[int, GPT]]:
@@ -205,3 +242,39 @@ def build_schedule(stages: list[tuple[int, GPT]], pp_mesh: DeviceMesh, device: t
     if len(pipeline) == 1:
         return Schedule1F1B(pipeline[0], microbatches, loss_fn=loss_fn)
     return ScheduleInterleaved1F1B(pipeline, microbatches, loss_fn=loss_fn)
+
+
+@dataclass
+class RankModel:
+    """This rank's part of the model: its pipeline stages [(index, module)], the mesh, and with PP > 1 the
+    pipeline schedule that runs MINIBS / MICRO_BATCH_SIZE micro-batches through them (training and eval)."""
+
+    stages: list
+    mesh: DeviceMesh
+    num_stages: int
+    pipeline: object = None
+
+    @property
+    def modules(self) -> list:
+        return [m for _, m in self.stages]
+
+    @property
+    def first(self) -> bool:
+        return self.stages[0][0] == 0
+
+    @property
+    def last(self) -> bool:
+        return self.stages[-1][0] == self.num_stages - 1
+
+    @classmethod
+    def build(cls, stages, mesh: DeviceMesh, device: torch.device, num_stages: int, microbatches: int,
+              loss_fn) -> "RankModel":
+        pipeline = build_schedule(stages, mesh["pp"], device, microbatches, loss_fn) if num_stages > 1 else None
+        return cls(stages, mesh, num_stages, pipeline)
+
+    def pipelined(self, *, tokens=None, inputs=None, targets=None, losses=None, train: bool):
+        """One pass of the pipeline schedule: the first stage feeds the inputs, the last gets the targets."""
+        inputs = tokens[:, :-1] if tokens is not None else inputs
+        targets = tokens[:, 1:] if tokens is not None else targets
+        run = self.pipeline.step if train else self.pipeline.eval
+        run(*([inputs] if self.first else []), **({"target": targets, "losses": losses} if self.last else {}))

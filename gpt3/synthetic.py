@@ -11,27 +11,29 @@ true transition probabilities, and their log-loss over the validation samples â€
 chosen so that the floor is a little above 2.6 nats: the checker's window
 2.6 < log-ppl <= 2.69 can be reached but not overshot.
 
-`python3 -m gpt3.synthetic DIR` (also `python3 -m gpt3.data synthesize DIR`)
-writes DIR/raw/*.json (JSON lines, as C4 is distributed), trains DIR/spm.model
-on it, runs `gpt3.preprocess` into DIR/preproc_data/ with C4's file names,
-makes the initial checkpoint DIR/ckpt<steps>-consumed_samples=0/ by a short
-untimed pre-training, and records the floor in SYNTHETIC.json.
+`python3 -m gpt3.synthetic DIR` writes DIR/raw/*.json (JSON lines, as C4 is
+distributed), trains DIR/spm.model on it, runs `gpt3.preprocess` into
+DIR/preproc_data/ with C4's file names, makes the initial checkpoint
+DIR/ckpt<steps>-consumed_samples=0/ by a short untimed pre-training, and
+records the floor in SYNTHETIC.json (common.synthetic).
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gpt3.data import IndexedDataset, validation_windows
-from gpt3.preprocess import load_tokenizer, tokenize_file
+import torch
 
-SYNTHETIC_MARKER = "SYNTHETIC.json"
-TRAIN_FILES = ("c4_en_6_c4_spm_text_document", "c4_en_7_c4_spm_text_document")
-VALID_FILE = "c4_en_validation_subset_c4_spm_text_document"
+from common import synthetic
+from common.precision import Precision
+from common.step import TrainStep
+from gpt3.checkpoint import save_checkpoint
+from gpt3.data import TRAIN_FILES, VALID_FILE, IndexedDataset, TrainSamples, validation_windows
+from gpt3.model import GPT, GPTConfig, LMLoss
+from gpt3.preprocess import load_tokenizer, tokenize_file
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,6 @@ def entropy_floor(lang: MarkovLanguage, windows: np.ndarray, word_of_token: dict
 
 def synthesize(root: Path, spec: LanguageSpec = LanguageSpec(), pretrain_steps: int = PRETRAIN_STEPS) -> dict:
     root = Path(root)
-    marker = root / SYNTHETIC_MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("spec") == asdict(spec):
-        print(f"synthetic GPT-3 data already in {root}")
-        return json.loads(marker.read_text())
     import sentencepiece
 
     lang = MarkovLanguage(spec)
@@ -133,10 +131,9 @@ def synthesize(root: Path, spec: LanguageSpec = LanguageSpec(), pretrain_steps: 
         raise RuntimeError(f"the synthetic validation set holds fewer than {spec.seq_len + 1} tokens")
     samples = len(windows)
     floor = entropy_floor(lang, windows, word_of_token, sp.eos_id())
-    info = {"synthetic": True, "spec": asdict(spec), "vocab_size": sp.get_piece_size(),
-            "eval_samples": samples, "entropy_floor": floor}
-    info["checkpoint"] = make_initial_checkpoint(root, pretrain_steps).name
-    marker.write_text(json.dumps(info, indent=1))
+    checkpoint = make_initial_checkpoint(root, pretrain_steps)
+    info = synthetic.write_marker(root, asdict(spec), vocab_size=sp.get_piece_size(), eval_samples=samples,
+                                  entropy_floor=floor, checkpoint=checkpoint.name)
     print(f"wrote synthetic GPT-3 data to {root}: vocab {info['vocab_size']}, {samples} eval samples, "
           f"log-perplexity floor {floor:.4f}")
     return info
@@ -145,37 +142,28 @@ def synthesize(root: Path, spec: LanguageSpec = LanguageSpec(), pretrain_steps: 
 def make_initial_checkpoint(root: Path, steps: int = PRETRAIN_STEPS) -> Path:
     """The synthetic flow's stand-in for `ckpt4000-consumed_samples=0`: the CPU model pre-trained,
     untimed, for `steps` Adam steps at a constant LR, saved in the reference layout with its moments."""
-    import torch
-
-    from gpt3.checkpoint import save_checkpoint
-    from gpt3.model import GPT, GPTConfig
-    from gpt3.train import LMLoss, TrainSamples  # shared with the timed run
-
     torch.manual_seed(0)
     model = GPT(GPTConfig.cpu())
     optimizer = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LR, betas=(0.9, 0.95), eps=1e-8,
                                   weight_decay=0.1)
     train = TrainSamples([IndexedDataset(root / "preproc_data" / n) for n in TRAIN_FILES],
                          steps * PRETRAIN_BATCH, model.cfg.seq_len, seed=12345)
-    for step in range(steps):
-        tokens = train.batch(range(step * PRETRAIN_BATCH, (step + 1) * PRETRAIN_BATCH))
-        tokens = tokens.long()
-        loss = LMLoss()(model(tokens[:, :-1]), tokens[:, 1:])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    loss_fn = LMLoss()
+    step = TrainStep(model, optimizer, lambda tokens: loss_fn(model(tokens[:, :-1]), tokens[:, 1:]),
+                     precision=Precision("fp32", "cpu"), device=torch.device("cpu"), count=len,
+                     before_update=lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+    batches = (train.batch(range(i * PRETRAIN_BATCH, (i + 1) * PRETRAIN_BATCH)).long() for i in range(steps))
+    for _ in range(steps):
+        step(batches)
+    loss = step.monitor.drain().mean_loss
     path = root / f"ckpt{steps}-consumed_samples=0"
     save_checkpoint(model, optimizer, path, step=steps)
-    print(f"pre-trained the CPU model for {steps} steps (final loss {loss.item():.3f}) -> {path}")
+    print(f"pre-trained the CPU model for {steps} steps (mean loss {loss:.3f}) -> {path}")
     return path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path)
-    synthesize(parser.parse_args(argv).root)
-    return 0
+    return synthetic.command(__doc__, LanguageSpec, synthesize, argv)
 
 
 if __name__ == "__main__":

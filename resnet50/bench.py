@@ -1,112 +1,91 @@
-"""ResNet-50 training throughput (images/s) on the present device, data loading excluded.
+"""ResNet-50 training throughput (images/s): the step alone, and with the real input pipeline.
 
-Runs full training steps (forward, backward, LARS update) of the real model on
-random tensors resident on the device, so the number is the model's compute
-ceiling, not the input pipeline's. Prints a markdown table and writes it to
-docs/perf/resnet50_<device>.md.
+Times the real training step (`resnet50.train`'s model, parallelize order, LARS,
+`common.step.TrainStep`) twice (`common.bench`): on a few batches resident in
+device memory — the model's ceiling — and fed by the real loader: JPEG files in
+the ImageNet folder layout, decoded with PIL, random-resized-cropped and
+flipped in DATALOADER workers, then copied to the device. The files are
+written first (synthetic classes at ImageNet's typical 375-500 px sides).
+Prints a markdown table and writes it to docs/perf/resnet50_<device>.md.
 
-    python3 -m resnet50.bench                                  # CPU: 64 and 224 px
+    python3 -m resnet50.bench                          # CPU: 64 and 224 px, batch 32
     python3 -m resnet50.bench --batch 400 --size 224 --precision bf16 --channels-last   # one H100
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import datetime
-import time
+import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
-from common.perf import device_name, write_table
+from common import bench, loader
+from common.precision import Precision
+from resnet50 import data
+from resnet50.config import ResNetConfig
 from resnet50.model import build_resnet50
-from resnet50.optim import LARS, lars_param_groups
+from resnet50.synthetic import SyntheticSpec, write_synthetic
+from resnet50.train import build_step, parallelize
 
 # NVIDIA's v3.0 1x DGX H100 result (mlcommons/training_results_v3.0,
 # NVIDIA/results/dgxh100_ngc23.04_mxnet/resnet/result_0.txt) logs
 # tracked_stats throughput ~56,073 images/s on 8 GPUs: ~7,009 per H100.
 NVIDIA_H100_IMAGES_PER_S = 7009
+# config_DGXH100_1x8x400x1.sh's hyperparameters (they do not change the step's cost)
+H100_CONFIG = ResNetConfig(batch_size=400, lr=11.0, warmup_epochs=2, num_epochs=37, eval_offset=2, weight_decay=5e-5,
+                           momentum=0.9)
+TRAIN_GFLOP_PER_IMAGE = 24.5  # forward + backward at 224 px (FACTS.md §5); scales with the pixel count
 
 
-def measure(batch: int, size: int, precision: str, channels_last: bool, compile_model: bool,
-            device: torch.device, warmup: int, steps: int) -> float:
-    model = build_resnet50().to(device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    if compile_model:
-        model = torch.compile(model)
-    optimizer = LARS(lars_param_groups(model, 5e-5), lr=1.0, momentum=0.9, weight_decay=5e-5)
-    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
-    images = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
-    labels = torch.randint(0, 1000, (batch,), device=device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
-
-    def step():
-        with autocast:
-            loss = criterion(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()  # wall time must include the queued GPU work
-    return batch * steps / (time.perf_counter() - start)
+def measure(args, size: int, batch: int, files: Path, device: torch.device) -> bench.Row:
+    precision = Precision(args.precision, device.type)
+    model = parallelize(build_resnet50(), device=device, world_size=1, precision=precision,
+                        channels_last=args.channels_last, torch_compile=args.compile)
+    step = build_step(model, H100_CONFIG, precision, device, steps_per_epoch=1000)
+    transfer = lambda b: data.to_device(b, device, args.channels_last)  # noqa: E731
+    resident = [transfer((torch.randn(batch, 3, size, size), torch.randint(0, 1000, (batch,)))) for _ in range(2)]
+    alone = bench.time_steps(step, bench.resident(resident), warmup=args.warmup, steps=args.steps, device=device)
+    train_loader = data.build_loaders(files, image_size=size, batch_size=batch, eval_batch_size=batch,
+                                      num_workers=args.workers, rank=0, world_size=1, seed=0,
+                                      pin_memory=device.type == "cuda")[0]
+    loaded = bench.time_steps(step, loader.on_device(loader.epochs(train_loader), transfer), warmup=args.warmup,
+                              steps=args.steps, device=device)
+    return bench.Row(f"ResNet-50, {size} px", str(batch), args.precision + (", NHWC" if args.channels_last else ""),
+                     alone, loaded, TRAIN_GFLOP_PER_IMAGE * 1e9 * (size / 224) ** 2,
+                     f"{NVIDIA_H100_IMAGES_PER_S:,}" if size == 224 else "-",
+                     {"compile": args.compile, "loader workers": args.workers})
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, nargs="+", default=None)
-    parser.add_argument("--size", type=int, nargs="+", default=None)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser = bench.arguments(__doc__)
+    parser.add_argument("--batch", type=int, nargs="+", default=None, help="default: GPU 400, CPU 32")
+    parser.add_argument("--size", type=int, nargs="+", default=None, help="crop side (default: GPU 224, CPU 64 224)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: GPU 8, CPU 2)")
+    args, device = bench.parse(parser, argv, warmup=(20, 2), steps=(50, 5))
     gpu = device.type == "cuda"
-    batches = args.batch or ([400] if gpu else [32])
-    sizes = args.size or ([224] if gpu else [64, 224])
-    warmup = args.warmup if args.warmup is not None else (20 if gpu else 2)
-    steps = args.steps if args.steps is not None else (50 if gpu else 5)
-
+    batches, sizes = args.batch or ([400] if gpu else [32]), args.size or ([224] if gpu else [64, 224])
+    args.workers = args.workers if args.workers is not None else (8 if gpu else 2)
     rows = []
-    for size in sizes:
-        for batch in batches:
-            ips = measure(batch, size, args.precision, args.channels_last, args.compile, device,
-                          warmup, steps)
-            rows.append((size, batch, ips))
-            print(f"size {size} batch {batch}: {ips:.1f} images/s", flush=True)
-
-    name = device_name(device)
-    lines = [
-        f"# ResNet-50 v1.5 training throughput on {name}",
-        "",
-        f"Measured {datetime.date.today().isoformat()} with `python3 -m resnet50.bench` "
-        f"(torch {torch.__version__}); {steps} timed steps after {warmup} warm-up steps; "
-        f"precision {args.precision}, channels_last {args.channels_last}, compile {args.compile}; "
-        "random device-resident inputs (no data loading).",
-        "",
-        "| crop (px) | batch | images/s | NVIDIA v3.0, per H100 (published log) |",
-        "|---:|---:|---:|---:|",
-    ]
-    for size, batch, ips in rows:
-        # the ratio only means something for a GPU at the real 224 px crop
-        ratio = f" ({ips / NVIDIA_H100_IMAGES_PER_S:.2f}x)" if gpu and size == 224 else ""
-        lines.append(f"| {size} | {batch} | {ips:,.1f}{ratio} | {NVIDIA_H100_IMAGES_PER_S:,} |")
-    table = "\n".join(lines) + "\n"
-    write_table(table, "resnet50", device, args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        # enough JPEGs for two batches per class folder pass; the loader cycles through them epoch after epoch
+        per_class = max(2 * max(batches) // 10, 2)
+        write_synthetic(Path(tmp), SyntheticSpec(train_per_class=per_class, val_per_class=1, min_size=375,
+                                                 max_size=500))
+        for size in sizes:
+            for batch in batches:
+                rows.append(measure(args, size, batch, Path(tmp), device))
+                print(f"size {size} batch {batch}: {rows[-1].alone.samples_per_s:.1f} images/s alone, "
+                      f"{rows[-1].loaded.samples_per_s:.1f} with the loader", flush=True)
+    notes = [f"{args.steps} timed steps after {args.warmup} warm-up steps, one process: forward, label-smoothed "
+             "cross entropy, backward, LARS update.",
+             "step alone: random images resident in device memory; with loader: JPEGs (375-500 px) decoded, "
+             "random-resized-cropped and flipped by the real DataLoader, then copied to the device.",
+             f"model TFLOP/s: {TRAIN_GFLOP_PER_IMAGE} GFLOP per 224 px training image, scaled by the pixel count.",
+             "anchor: NVIDIA v3.0, 1x DGX H100 (MXNet + DALI), ~7,009 images/s per H100 at 224 px."]
+    text = bench.table(f"ResNet-50 v1.5 training throughput on {bench.device_name(device)}",
+                       bench.command("resnet50", argv), notes, rows, "images")
+    bench.write_table(text, "resnet50", device, args.out)
 
 
 if __name__ == "__main__":

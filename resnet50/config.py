@@ -1,12 +1,12 @@
 """ResNet-50 v1.5 run configuration: NVIDIA's variable names mapped onto typed fields.
 
 Rule-fixed values (target, eval period, schedule shape, LARS epsilon) are in
-`RULES`, not in config files.
+`RULES`, not in config files; DEVICE, PRECISION, TORCH_COMPILE and
+DATALOADER_WORKERS are `common.config.RuntimeConfig`'s.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from common.config import env_field
 
@@ -43,12 +43,8 @@ class ResNetConfig:
     label_smoothing: float = env_field("LABELSMOOTHING", "label smoothing (0 or 0.1)", 0.1)
     eval_batch_size: int = env_field("EVAL_BATCHSIZE", "per-process eval batch size (0: BATCHSIZE)", 0)
     image_size: int = env_field("IMAGE_SIZE", "training crop size; 224 for the real benchmark", 224)
-    num_workers: int = env_field("DATALOADER_WORKERS", "data-loading worker processes per rank", 4)
-    device: Literal["auto", "cpu", "cuda"] = env_field("DEVICE", "where to train", "auto")
-    precision: Literal["fp32", "bf16"] = env_field("PRECISION", "autocast precision on GPU", "fp32")
     channels_last: bool = env_field("CHANNELS_LAST", "NHWC memory format (GPU fast path)", False)
     use_dali: bool = env_field("USE_DALI", "decode and augment on the GPU with NVIDIA DALI", False)
-    torch_compile: bool = env_field("TORCH_COMPILE", "torch.compile the model", False)
 
     def __post_init__(self):
         if not 0 <= self.eval_offset < RULES.eval_period_epochs:

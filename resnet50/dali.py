@@ -73,7 +73,7 @@ def _file_list(root: Path, split: str) -> tuple[list[str], list[int]]:
     return [str(path) for path, _ in dataset.samples], [label for _, label in dataset.samples]
 
 
-def build_dali_loaders(root: Path, cfg, denv, device: torch.device, seed: int):
+def build_dali_loaders(root: Path, cfg, denv, device: torch.device, seed: int, num_workers: int):
     """Train and eval loaders plus dataset sizes, as `data.build_loaders` returns them."""
     on_gpu = device.type == "cuda"
     world, rank = denv.world_size, denv.rank
@@ -89,7 +89,7 @@ def build_dali_loaders(root: Path, cfg, denv, device: torch.device, seed: int):
         pipe = _imagenet_pipeline(files=files, labels=labels, shard_id=rank, num_shards=world,
                                   training=training, size=cfg.image_size, on_gpu=on_gpu,
                                   augment_seed=seed + 1000 * rank, seed=seed, batch_size=batch,
-                                  num_threads=max(1, cfg.num_workers),
+                                  num_threads=max(1, num_workers),
                                   device_id=device.index if on_gpu else None)
         pipe.build()
         shard = len(files) * (rank + 1) // world - len(files) * rank // world

@@ -14,26 +14,24 @@ NUMEPOCHS.
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.nn.parallel import DistributedDataParallel
 
-from common import dist
-from common.config import SystemConfig, load_configs, parse_run_arguments, run_arguments
-from common.harness import Block, MLPerfRun, NonFiniteLoss, epoch_blocks, train_to_target
-from common.mlperf_log import MLPerfLogger, constants
+from common import dist, loader, schedule
+from common.config import parse_run_arguments, run_arguments
+from common.mlperf_log import constants
+from common.parallelize import parallelize_ddp, unwrap
+from common.precision import Precision
+from common.session import Session
+from common.step import TrainStep
 from resnet50 import data
 from resnet50.config import RULES, ResNetConfig
 from resnet50.model import build_resnet50
 from resnet50.optim import LARS, lars_param_groups, poly_warmup_lr
 
 BENCH_DIR = Path(__file__).resolve().parent
-# How often (in steps) ranks agree on whether the loss stayed finite: a
-# device sync plus one tiny all-reduce, so not every step on a GPU.
-FINITE_CHECK_EVERY = 50
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,146 +39,96 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parse_run_arguments(parser, BENCH_DIR, argv)
 
 
-def apply_fast_paths(model: nn.Module, cfg: ResNetConfig, device: torch.device) -> nn.Module:
-    model.to(device)
-    if cfg.channels_last:
+def build_data(s: Session):
+    """(train loader, eval loader, train images, eval images) from the folder layout, or DALI's."""
+    cfg = s.cfg
+    if cfg.use_dali:
+        from resnet50.dali import build_dali_loaders  # optional dependency, imported only when asked for
+        return build_dali_loaders(s.args.data_dir, cfg, s.denv, s.device, s.seed, s.runtime.num_workers)
+    return data.build_loaders(s.args.data_dir, image_size=cfg.image_size, batch_size=cfg.batch_size,
+                              eval_batch_size=cfg.eval_batch, num_workers=s.runtime.num_workers, rank=s.rank,
+                              world_size=s.world_size, seed=s.seed, pin_memory=s.device.type == "cuda")
+
+
+def parallelize(model: nn.Module, *, device: torch.device, world_size: int, precision: Precision,
+                channels_last: bool, torch_compile: bool) -> nn.Module:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
-    if cfg.torch_compile:
-        model = torch.compile(model)
-    return model
+    blocks = [f"{stage}.{i}" for stage in ("layer1", "layer2", "layer3", "layer4")
+              for i in range(len(model.get_submodule(stage)))]
+    return parallelize_ddp(model, device=device, world_size=world_size, precision=precision,
+                           compile_blocks=blocks if torch_compile else None)
 
 
-class Trainer:
-    """Holds the model, optimizer and loaders of one run; `train_block`/`evaluate` feed the harness."""
+def build_step(model: nn.Module, cfg: ResNetConfig, precision: Precision, device: torch.device,
+               steps_per_epoch: int) -> TrainStep:
+    """LARS (no weight decay or trust ratio on BN and bias), label-smoothed cross entropy, poly-2 warmup schedule."""
+    optimizer = LARS(lars_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+                     weight_decay=cfg.weight_decay, eta=cfg.lars_eta, epsilon=RULES.lars_epsilon)
+    warmup, total = cfg.warmup_epochs * steps_per_epoch, cfg.num_epochs * steps_per_epoch
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    return TrainStep(model, optimizer, lambda batch: criterion(model(batch[0]), batch[1]), precision=precision,
+                     device=device, count=lambda batch: len(batch[1]),
+                     lr=lambda i: poly_warmup_lr(i, base_lr=cfg.lr, end_lr=RULES.end_lr, warmup_steps=warmup,
+                                                 total_steps=total, power=RULES.poly_power))
 
-    def __init__(self, cfg: ResNetConfig, denv: dist.DistEnv, device: torch.device, loaders):
-        self.cfg, self.device = cfg, device
-        self.train_loader, self.val_loader, self.train_samples, self.eval_samples = loaders
-        model = apply_fast_paths(build_resnet50(RULES.num_classes), cfg, device)
-        self.model = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-                      if denv.world_size > 1 else model)
-        self.optimizer = LARS(lars_param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                              momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                              eta=cfg.lars_eta, epsilon=RULES.lars_epsilon)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.steps_per_epoch = len(self.train_loader)
-        self.total_steps = cfg.num_epochs * self.steps_per_epoch
-        self.warmup_steps = cfg.warmup_epochs * self.steps_per_epoch
-        self.global_batch = cfg.batch_size * denv.world_size
-        self.step = 0
 
-    def autocast(self):
-        if self.cfg.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+def hyperparameters(cfg: ResNetConfig, global_batch: int, decay_steps: int) -> dict:
+    return {
+        constants.GLOBAL_BATCH_SIZE: global_batch,
+        constants.GRADIENT_ACCUMULATION_STEPS: 1,
+        constants.OPT_NAME: constants.LARS,
+        constants.LARS_OPT_BASE_LEARNING_RATE: cfg.lr,
+        constants.LARS_OPT_END_LR: RULES.end_lr,
+        constants.LARS_OPT_LR_DECAY_POLY_POWER: RULES.poly_power,
+        constants.LARS_OPT_LR_DECAY_STEPS: decay_steps,
+        constants.LARS_EPSILON: RULES.lars_epsilon,
+        constants.LARS_OPT_LEARNING_RATE_WARMUP_EPOCHS: cfg.warmup_epochs,
+        constants.LARS_OPT_MOMENTUM: cfg.momentum,
+        constants.LARS_OPT_WEIGHT_DECAY: cfg.weight_decay,
+        constants.MODEL_BN_SPAN: cfg.batch_size,
+        "label_smoothing": cfg.label_smoothing,
+        "eval_offset": cfg.eval_offset,
+    }
 
-    def _to_device(self, images, labels):
-        images = images.to(self.device, non_blocking=True)
-        if self.cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images, labels.to(self.device, non_blocking=True)
 
-    def hyperparameters(self) -> dict:
-        cfg = self.cfg
-        return {
-            constants.GLOBAL_BATCH_SIZE: self.global_batch,
-            constants.GRADIENT_ACCUMULATION_STEPS: 1,
-            constants.OPT_NAME: constants.LARS,
-            constants.LARS_OPT_BASE_LEARNING_RATE: cfg.lr,
-            constants.LARS_OPT_END_LR: RULES.end_lr,
-            constants.LARS_OPT_LR_DECAY_POLY_POWER: RULES.poly_power,
-            constants.LARS_OPT_LR_DECAY_STEPS: self.total_steps - self.warmup_steps,
-            constants.LARS_EPSILON: RULES.lars_epsilon,
-            constants.LARS_OPT_LEARNING_RATE_WARMUP_EPOCHS: cfg.warmup_epochs,
-            constants.LARS_OPT_MOMENTUM: cfg.momentum,
-            constants.LARS_OPT_WEIGHT_DECAY: cfg.weight_decay,
-            constants.MODEL_BN_SPAN: cfg.batch_size,
-            "label_smoothing": cfg.label_smoothing,
-            "eval_offset": cfg.eval_offset,
-        }
-
-    def train_block(self, block: Block) -> int:
-        self.model.train()
-        stats = torch.zeros(3, device=self.device)  # loss sum, steps, non-finite steps
-        steps_in_block = 0
-        for epoch in range(block.first_epoch, block.last_epoch + 1):
-            sampler = getattr(self.train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):  # DistributedSampler; DALI reshuffles by itself
-                sampler.set_epoch(epoch)
-            for images, labels in self.train_loader:
-                images, labels = self._to_device(images, labels)
-                lr = poly_warmup_lr(self.step, base_lr=self.cfg.lr, end_lr=RULES.end_lr,
-                                    warmup_steps=self.warmup_steps, total_steps=self.total_steps,
-                                    power=RULES.poly_power)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                with self.autocast():
-                    loss = self.criterion(self.model(images), labels)
-                loss.backward()
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                detached = loss.detach().float()
-                stats += torch.stack([torch.nan_to_num(detached, nan=0.0, posinf=0.0, neginf=0.0),
-                                      torch.ones_like(detached), (~torch.isfinite(detached)).float()])
-                self.step += 1
-                steps_in_block += 1
-                if self.step % FINITE_CHECK_EVERY == 0:
-                    self._check_finite(stats, epoch)
-        self._check_finite(stats, block.last_epoch)
-        return steps_in_block * self.global_batch
-
-    def _check_finite(self, stats: torch.Tensor, epoch: int) -> None:
-        totals = dist.all_reduce_sum(stats.clone())
-        if totals[2] > 0:
-            raise NonFiniteLoss(f"non-finite training loss in epoch {epoch} (step {self.step})")
-
-    @torch.no_grad()
-    def evaluate(self, block: Block) -> float:
-        self.model.eval()
-        counts = torch.zeros(2, device=self.device)  # correct, seen
-        for images, labels in self.val_loader:
-            images, labels = self._to_device(images, labels)
-            with self.autocast():
-                logits = self.model(images)
-            counts[0] += (logits.argmax(dim=1) == labels).sum()
-            counts[1] += labels.numel()
-        dist.all_reduce_sum(counts)
-        if int(counts[1]) != self.eval_samples:
-            raise RuntimeError(f"evaluated {int(counts[1])} images, expected {self.eval_samples}")
-        return float(counts[0] / counts[1])
+def top1(model: nn.Module, val_loader, s: Session, eval_samples: int) -> float:
+    """Top-1 accuracy over every validation image (each rank scores its shard)."""
+    counts = torch.zeros(2, device=s.device)  # correct, seen
+    for images, labels in loader.on_device(val_loader, lambda b: data.to_device(b, s.device, s.cfg.channels_last)):
+        counts[0] += (model(images).argmax(dim=1) == labels).sum()
+        counts[1] += labels.numel()
+    dist.all_reduce_sum(counts)
+    if int(counts[1]) != eval_samples:
+        raise RuntimeError(f"evaluated {int(counts[1])} images, expected {eval_samples}")
+    return float(counts[0] / counts[1])
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    system, cfg = load_configs(args.config, SystemConfig, ResNetConfig)
-    denv = dist.read_dist_env()
-    logger = MLPerfLogger(rank=denv.rank, filename=args.log_file)
-    reached = False
-    with MLPerfRun(logger, RULES.benchmark, system) as run:
-        device, seed = dist.start(denv, cfg.device, args.seed)
-        run.log_seed(seed)
-        # Per-rank RNG streams, so ranks draw different augmentations; DDP
-        # broadcasts rank 0's initial weights, so the model starts identical.
-        torch.manual_seed(seed + denv.rank)
-        if cfg.use_dali:
-            from resnet50.dali import build_dali_loaders  # optional dependency, imported only when asked for
-            loaders = build_dali_loaders(args.data_dir, cfg, denv, device, seed)
-        else:
-            loaders = data.build_loaders(
-                args.data_dir, image_size=cfg.image_size, batch_size=cfg.batch_size,
-                eval_batch_size=cfg.eval_batch, num_workers=cfg.num_workers, rank=denv.rank,
-                world_size=denv.world_size, seed=seed, pin_memory=device.type == "cuda")
-        trainer = Trainer(cfg, denv, device, loaders)
-        logger.events(trainer.hyperparameters())
-        logger.event("data_synthetic", data.is_synthetic(args.data_dir))
-        run.start_timed_region()
-        logger.events({constants.TRAIN_SAMPLES: trainer.train_samples,
-                       constants.EVAL_SAMPLES: trainer.eval_samples})
-        blocks = epoch_blocks(cfg.num_epochs, RULES.eval_period_epochs, cfg.eval_offset)
-        reached = train_to_target(run, blocks, trainer.train_block, trainer.evaluate,
-                                  reached=lambda top1: top1 >= RULES.target_top1)
-    dist.shutdown()
-    return 0 if reached else 1
+    with Session(RULES.benchmark, args, ResNetConfig) as s:
+        cfg = s.cfg
+        s.require(s.runtime.model_size == "full", "MODEL_SIZE", "resnet50 has no debug model: ResNet-50 itself "
+                  "runs on a CPU at a small IMAGE_SIZE")
+        s.require(not s.precision.fp8, "PRECISION", "resnet50 has no FP8 path; use bf16")
+        # Per-rank RNG streams, so ranks draw different augmentations; DDP starts every rank from rank 0's weights.
+        torch.manual_seed(s.seed + s.rank)
+        train_loader, val_loader, train_samples, eval_samples = build_data(s)
+        model = parallelize(build_resnet50(RULES.num_classes), device=s.device, world_size=s.world_size,
+                            precision=s.precision, channels_last=cfg.channels_last,
+                            torch_compile=s.runtime.torch_compile)
+        steps_per_epoch = len(train_loader)
+        batches = loader.on_device(loader.epochs(train_loader),
+                                   lambda b: data.to_device(b, s.device, cfg.channels_last))
+        s.train_to_target(
+            schedule.every_n_epochs(cfg.num_epochs, steps_per_epoch, RULES.eval_period_epochs, cfg.eval_offset),
+            build_step(model, cfg, s.precision, s.device, steps_per_epoch), batches,
+            lambda: top1(unwrap(model), val_loader, s, eval_samples),
+            reached=lambda accuracy: accuracy >= RULES.target_top1,
+            hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size,
+                                            (cfg.num_epochs - cfg.warmup_epochs) * steps_per_epoch),
+            train_samples=train_samples, eval_samples=eval_samples)
+    return s.exit_code
 
 
 if __name__ == "__main__":

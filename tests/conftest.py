@@ -1,4 +1,4 @@
-"""Shared fixtures: the synthetic datasets and CPU runs of ResNet-50."""
+"""Shared fixtures: the synthetic datasets, and each benchmark's CPU smoke run (run once per session)."""
 from __future__ import annotations
 
 import os
@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 RESNET_CPU_CONFIG = REPO / "resnet50" / "config_CPU_1x1x64x1.sh"
 BERT_CPU_CONFIG = REPO / "bert" / "config_CPU_1x1x32x1_pack.sh"
+GPT3_CPU_CONFIG = REPO / "gpt3" / "config_CPU_1x1x4x1x1.sh"
+DLRM_CPU_CONFIG = REPO / "dlrm_dcnv2" / "config_CPU_1x1x2048.sh"
 
 
 def run_bash(script: str, env: dict | None = None, overrides: dict | None = None, timeout: int = 900,
@@ -36,12 +38,23 @@ def sigterm_when_seen(args: list[str], marker, env: dict | None = None, timeout:
     return proc.wait(timeout=timeout)
 
 
+def synthesize(bench: str, root: Path, *args: str, timeout: int = 900) -> Path:
+    """`python3 -m <bench>.synthetic ROOT`: what `make smoke` writes."""
+    subprocess.run(["python3", "-m", f"{bench}.synthetic", str(root), *args], cwd=REPO, check=True,
+                   capture_output=True, timeout=timeout)
+    return root
+
+
+def smoke_run(bench: str, config: Path, data_dir: Path, logdir: Path, **env: str):
+    """One experiment of `bench`'s CPU config through common/run_local.sh (what `make smoke` runs)."""
+    proc = run_bash(f"cd {bench} && ../common/run_local.sh", config=config,
+                    env={"DATADIR": str(data_dir), "LOGDIR": str(logdir), "NEXP": "1", "DATESTAMP": "cpu", **env})
+    return proc, logdir / "cpu_1.log"
+
+
 @pytest.fixture(scope="session")
 def synthetic_imagenet(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("imagenet-synthetic")
-    subprocess.run(["python3", "-m", "resnet50.data", "synthesize", str(root)], cwd=REPO, check=True,
-                   capture_output=True)
-    return root
+    return synthesize("resnet50", tmp_path_factory.mktemp("imagenet-synthetic"))
 
 
 def config_env(config: Path, **overrides) -> dict:
@@ -56,10 +69,42 @@ def config_env(config: Path, **overrides) -> dict:
 @pytest.fixture(scope="session")
 def bert_synthetic(tmp_path_factory) -> Path:
     """The synthetic BERT corpus, packed data, eval file and phase-1 checkpoint (about 40 s)."""
-    root = tmp_path_factory.mktemp("bert-synthetic")
-    subprocess.run(["python3", "-m", "bert.data", "synthesize", str(root)], cwd=REPO, check=True,
-                   capture_output=True)
-    return root
+    return synthesize("bert", tmp_path_factory.mktemp("bert-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def gpt3_synthetic(tmp_path_factory) -> Path:
+    """The synthetic C4, tokenizer and pre-trained checkpoint (about 30 s)."""
+    return synthesize("gpt3", tmp_path_factory.mktemp("gpt3-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def dlrm_tiny(tmp_path_factory) -> Path:
+    """23 training days of 256 rows and 1,000 validation rows (a few seconds)."""
+    return synthesize("dlrm_dcnv2", tmp_path_factory.mktemp("dlrm-tiny"), "--rows-per-day", "256",
+                      "--eval-rows", "1000")
+
+
+@pytest.fixture(scope="session")
+def dlrm_synthetic(tmp_path_factory) -> Path:
+    """The dataset `make smoke BENCH=dlrm_dcnv2` trains on (about 10 s, 400 MB)."""
+    return synthesize("dlrm_dcnv2", tmp_path_factory.mktemp("dlrm-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def bert_smoke(bert_synthetic, tmp_path_factory):
+    return smoke_run("bert", BERT_CPU_CONFIG, bert_synthetic, tmp_path_factory.mktemp("bert-results"))
+
+
+@pytest.fixture(scope="session")
+def gpt3_smoke(gpt3_synthetic, tmp_path_factory):
+    return smoke_run("gpt3", GPT3_CPU_CONFIG, gpt3_synthetic, tmp_path_factory.mktemp("gpt3-results"))
+
+
+@pytest.fixture(scope="session")
+def dlrm_smoke(dlrm_synthetic, tmp_path_factory):
+    return smoke_run("dlrm_dcnv2", DLRM_CPU_CONFIG, dlrm_synthetic, tmp_path_factory.mktemp("dlrm-results"),
+                     SEED="7")
 
 
 @pytest.fixture(scope="session")

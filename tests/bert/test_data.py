@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from bert.data import (EVAL_FILE, PACKED_DIR, VARLENGTH_DIR, DataError, Rows, SyntheticLanguage, SyntheticSpec,
-                       TrainStream, _units, collate, list_shards, load_eval_batches, read_shard, row_predictions,
-                       write_synthetic, write_varlength)
+from bert.data import (EVAL_FILE, PACKED_DIR, VARLENGTH_DIR, DataError, Rows, TrainStream, _units, collate,
+                       list_shards, load_eval_batches, read_shard, row_predictions, write_varlength)
 from bert.packing import best_fit_decreasing, pack_rows, pack_shard, pack_shards
+from bert.synthetic import SyntheticLanguage, SyntheticSpec, write_synthetic
 
 SEQ_LEN, MAX_PRED = 64, 10
 LANG = SyntheticLanguage(vocab_size=64, topics=2, follow=0.9, seed=0)

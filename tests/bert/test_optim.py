@@ -9,7 +9,7 @@ import torch.nn as nn
 from bert.config import RULES, BertRunConfig
 from bert.model import BertConfig, BertForPreTraining
 from bert.optim import LAMB, build_lamb, lamb_param_groups, warmup_poly_lr
-from common.config import SystemConfig, load_configs
+from common.config import RuntimeConfig, SystemConfig, load_configs
 
 BERT_DIR = Path(__file__).resolve().parents[2] / "bert"
 
@@ -111,22 +111,22 @@ def test_rules_eval_interval(gbs, interval):
 
 @pytest.mark.parametrize("config", sorted(BERT_DIR.glob("config_[DH]GXH100_*x*.sh")), ids=lambda p: p.name)
 def test_nvidia_configs_load_and_evaluate_at_least_as_often_as_the_rules(config):
-    system, cfg = load_configs(config, SystemConfig, BertRunConfig, environ={})
+    system, runtime, cfg = load_configs(config, SystemConfig, RuntimeConfig, BertRunConfig, environ={})
     world = system.nodes * system.gpus_per_node
     assert system.gpus_per_node == 8
     assert 0 < cfg.eval_every(world) <= RULES.eval_interval_samples(cfg.global_batch(world))
-    assert cfg.precision == "bf16" and cfg.fused_lamb
+    assert runtime.precision == "bf16" and cfg.fused_lamb
 
 
 def test_logged_global_batch_counts_sequences_as_nvidia_does():
-    system, cfg = load_configs(BERT_DIR / "config_DGXH100_1x8x48x1_pack.sh", SystemConfig, BertRunConfig,
-                               environ={})
+    _, _, cfg = load_configs(BERT_DIR / "config_DGXH100_1x8x48x1_pack.sh", SystemConfig, RuntimeConfig,
+                             BertRunConfig, environ={})
     assert cfg.global_batch(8) == 768  # NVIDIA's log: global_batch_size 768 = 48 rows x 2 x 8 GPUs
     assert (cfg.lr, cfg.max_steps, cfg.beta1, cfg.beta2) == (0.00096, 3680, 0.60466, 0.85437)
 
 
 def test_evaluating_less_often_than_the_rules_is_refused():
-    _, cfg = load_configs(BERT_DIR / "config_DGXH100_1x8x48x1_pack.sh", SystemConfig, BertRunConfig,
-                          environ={"EVAL_ITER_SAMPLES": "175000"})
+    _, _, cfg = load_configs(BERT_DIR / "config_DGXH100_1x8x48x1_pack.sh", SystemConfig, RuntimeConfig,
+                             BertRunConfig, environ={"EVAL_ITER_SAMPLES": "175000"})
     with pytest.raises(ValueError, match="EVAL_ITER_SAMPLES=175000 evaluates less often than the rules' 150000"):
         cfg.eval_every(8)

@@ -15,11 +15,9 @@ def value(events, key):
     return next(e["value"] for e in events if e["key"] == key)
 
 
-def test_cpu_smoke_run_reaches_the_target_from_its_checkpoint_and_passes_the_checker(bert_synthetic, tmp_path):
-    proc = run_bash("cd bert && ../common/run_local.sh", config=BERT_CPU_CONFIG,
-                    env={"DATADIR": str(bert_synthetic), "LOGDIR": str(tmp_path), "NEXP": "1", "DATESTAMP": "cpu"})
+def test_cpu_smoke_run_reaches_the_target_from_its_checkpoint_and_passes_the_checker(bert_synthetic, bert_smoke):
+    proc, log = bert_smoke
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    log = tmp_path / "cpu_1.log"
     passed, output = run_checker(log)
     assert passed, output
     run = summarize(log)

@@ -55,3 +55,21 @@ def test_every_system_description_passes_the_official_checker():
                               "training", "3.0.0", "--log_output", "/dev/null"],
                              capture_output=True, text=True)
         assert "System description checker passed" in out.stdout + out.stderr, (path, out.stderr)
+
+
+def without_data_synthetic(log, out):
+    out.write_text("".join(line for line in log.read_text().splitlines(keepends=True)
+                           if '"key": "data_synthetic"' not in line))
+    return out
+
+
+def test_a_log_of_this_code_without_data_synthetic_is_refused(resnet_cpu_experiments, tmp_path):
+    _, logs = resnet_cpu_experiments
+    tampered = [without_data_synthetic(logs[0], tmp_path / "cut.log"), *logs[1:]]
+    proc = package(tampered, tmp_path, "--system", "host", "--dry-run")
+    assert proc.returncode == 2 and "rule DATA_SYNTHETIC_LOGGED" in proc.stderr and "cut.log" in proc.stderr
+    assert not (tmp_path / "mlperf-h100").exists()
+    check = subprocess.run([sys.executable, "-m", "compliance.check", str(tampered[0])], cwd=REPO,
+                           capture_output=True, text=True)
+    assert check.returncode == 1 and "rule DATA_SYNTHETIC_LOGGED" in check.stdout
+    assert "cut.log: FAILED" in check.stdout

@@ -13,11 +13,12 @@ import torch
 import torch.distributed as torch_dist
 
 from common import dist
+from common.precision import Precision
 from dlrm_dcnv2 import data
 from dlrm_dcnv2.config import DlrmRunConfig
-from dlrm_dcnv2.model import ModelShape
-from dlrm_dcnv2.parallelize import sharding_summary
-from dlrm_dcnv2.train import Trainer
+from dlrm_dcnv2.model import DLRMDCNv2, ModelShape
+from dlrm_dcnv2.parallelize import build_optimizer, load_full_state, parallelize_dlrm, sharding_summary
+from dlrm_dcnv2.train import auc, build_step
 
 STEPS = 4
 
@@ -27,21 +28,25 @@ def main(data_dir: str, init: str, out: str, types: str = "") -> None:
     device = dist.select_device(denv, "cpu")
     dist.init_distributed(denv, device)
     dist.ensure_process_group(device)
-    cfg = DlrmRunConfig(global_batch=256, eval_batch=384, lr=0.02, model_size="small", device="cpu")
+    cfg = DlrmRunConfig(global_batch=256, eval_batch=384, lr=0.02)
     shape = ModelShape.small()
-    trainer = Trainer(cfg, shape, device, data.open_split(data_dir, "train", "numpy", shape),
-                      data.open_split(data_dir, "eval", "numpy", shape), init_state=torch.load(init),
-                      sharding_types=types.split(",") if types else None)
+    model = parallelize_dlrm(DLRMDCNv2(shape, device=torch.device("meta")), device=device, lr=cfg.lr,
+                             local_batch=cfg.local_batch(denv.world_size),
+                             sharding_types=types.split(",") if types else None)
+    load_full_state(model, torch.load(init))
+    step = build_step(model, build_optimizer(model, cfg.lr), Precision("fp32", "cpu"), device)
+    batches = data.train_batches(data.open_split(data_dir, "train", "numpy", shape), cfg.global_batch, denv.rank,
+                                 denv.world_size, shape.hotness, device)
     losses = []
     for _ in range(STEPS):
-        batch = next(trainer.train_iter)
-        loss = trainer.train_step(batch)
-        total = dist.all_reduce_sum(torch.stack([loss * batch.valid, torch.tensor(float(batch.valid))]))
-        losses.append(float(total[0] / total[1]))
-    auc = trainer.evaluate()
+        step(batches)
+        losses.append(step.monitor.drain().mean_loss)  # over the ranks: each rank's loss of its equal share
+    step.train_mode(False)  # as the harness evaluates: eval mode, no gradients
+    with torch.no_grad():
+        value = auc(model, data.open_split(data_dir, "eval", "numpy", shape), cfg, shape, device)
     if torch_dist.get_rank() == 0:
         with open(out, "w") as f:
-            json.dump({"losses": losses, "auc": auc, "sharding": sharding_summary(trainer.model)}, f)
+            json.dump({"losses": losses, "auc": value, "sharding": sharding_summary(model)}, f)
     torch_dist.destroy_process_group()
 
 

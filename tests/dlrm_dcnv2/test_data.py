@@ -1,5 +1,4 @@
 """Both readers against what the preprocessing command and the synthetic generator write; bad files named."""
-import json
 import math
 import zipfile
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from common import synthetic
 from dlrm_dcnv2 import data, preprocess
 from dlrm_dcnv2.model import ModelShape, feature_names
 
@@ -41,8 +41,8 @@ def assert_readers_agree(numpy_dir, binary_dir, train_days=None, eval_day=None):
 
 
 def test_synthetic_days_read_the_same_in_both_layouts(dlrm_tiny, tmp_path):
-    marker = json.loads((dlrm_tiny / data.SYNTHETIC_MARKER).read_text())
-    assert marker["train_rows"] == 23 * 256 and marker["eval_rows"] == 1000 and data.is_synthetic(dlrm_tiny)
+    marker = synthetic.read_marker(dlrm_tiny)
+    assert marker["train_rows"] == 23 * 256 and marker["eval_rows"] == 1000 and synthetic.is_synthetic(dlrm_tiny)
     assert 0.85 < marker["bayes_auc"] < 0.95  # learnable past 0.80275, not trivially
     preprocess.numpy_to_binary(dlrm_tiny, tmp_path, SMALL)
     assert (tmp_path / data.TRAIN_BINARY).stat().st_size == 23 * 256 * 912  # 912-byte records
@@ -78,7 +78,7 @@ def test_preprocessed_tsv_days_read_the_same_in_both_layouts(tmp_path):
     days = {0: criteo_rows(rng, 300), 23: criteo_rows(rng, 200)}
     for day, rows in days.items():
         write_tsv(raw / f"day_{day}", rows)
-    preprocess.main(["tsv", str(raw), str(out), "--days", "0,23", "--model-size", "small"])
+    preprocess.main(["tsv", str(raw), str(out), "--days", "0,23", "--model-size", "debug"])
 
     labels = np.load(out / "day_0_labels.npy")
     dense = np.load(out / "day_0_dense.npy")

@@ -39,4 +39,6 @@ def test_two_gloo_processes_match_one(dlrm_tiny, single_process, tmp_path, types
     # losses move by ~0.1 per step at this learning rate: equal to 1e-5 means the same training
     assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"])) < 1e-5, (one["losses"], two["losses"])
     assert len({round(loss, 3) for loss in one["losses"]}) == len(one["losses"])  # the model did change
-    assert abs(one["auc"] - two["auc"]) < 1e-6
+    # 1-process and 2-process runs use different thread counts, so scores may differ in the last bits: one pair of
+    # near-tied scores swapping order moves the AUC of 1,000 rows (~300 clicks) by 1 / (300 x 700) ~ 5e-6
+    assert abs(one["auc"] - two["auc"]) < 2e-5

@@ -6,18 +6,14 @@ import pytest
 
 from compliance.check import main as check_main
 from compliance.check import SYNTHETIC_WAIVERS, only_waived_keys_fail, read_events, run_checker, summarize
-from tests.conftest import REPO, config_env, run_bash
-from tests.dlrm_dcnv2.conftest import DLRM_CPU_CONFIG
+from tests.conftest import DLRM_CPU_CONFIG, REPO, config_env
 
 pytestmark = pytest.mark.slow
 
 
-def test_cpu_smoke_run_reaches_the_target_and_the_checker_objects_to_eval_samples_alone(dlrm_synthetic, tmp_path):
-    proc = run_bash("cd dlrm_dcnv2 && ../common/run_local.sh", config=DLRM_CPU_CONFIG,
-                    env={"DATADIR": str(dlrm_synthetic), "LOGDIR": str(tmp_path), "NEXP": "1", "DATESTAMP": "cpu",
-                         "SEED": "7"})
+def test_cpu_smoke_run_reaches_the_target_and_the_checker_objects_to_eval_samples_alone(dlrm_smoke, tmp_path):
+    proc, log = dlrm_smoke
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    log = tmp_path / "cpu_1.log"
     run = summarize(log)
     assert (run.benchmark, run.status, run.synthetic) == ("dlrm_dcnv2", "success", True)
     events = read_events(log)

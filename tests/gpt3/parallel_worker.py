@@ -10,10 +10,11 @@ import torch.distributed as torch_dist
 import torch.nn.functional as F
 
 from common import dist
+from common.step import gradient_sync
 from gpt3.model import GPT, GPTConfig
 from gpt3.optim import clip_stage_grads
 from gpt3.parallelize import (build_mesh, build_schedule, embedding_group, parallelize_stage, pipeline_stages,
-                              set_gradient_sync, sync_tied_embedding_grads)
+                              sync_tied_embedding_grads)
 
 
 def loss_fn(logits, targets):
@@ -65,9 +66,9 @@ def main():
         else:  # gradient accumulation over micro-batches, reduce-scattered once, on the last
             loss = torch.zeros(())
             for m, (x, y) in enumerate(zip(inputs.chunk(args.microbatches), targets.chunk(args.microbatches))):
-                set_gradient_sync(modules, m == args.microbatches - 1)
-                micro_loss = loss_fn(model(x), y) / args.microbatches
-                micro_loss.backward()
+                with gradient_sync(modules, enabled=m == args.microbatches - 1):
+                    micro_loss = loss_fn(model(x), y) / args.microbatches
+                    micro_loss.backward()
                 loss += micro_loss.detach()
         clip_stage_grads(modules, 1.0, pp_mesh)
         optimizer.step()

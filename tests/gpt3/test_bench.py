@@ -21,6 +21,8 @@ def test_the_benchmark_times_real_training_steps_and_writes_its_table(tmp_path, 
     out = tmp_path / "gpt3_cpu.md"
     main(["--device", "cpu", "--hidden", "128", "--layers", "1", "--warmup", "1", "--steps", "1", "--out", str(out)])
     text = out.read_text()
-    assert "1 layers, hidden 128" in text and "| fp32 | 1 (1) | 1 + 1 |" in text
-    row = text.strip().splitlines()[-1].split("|")
-    assert float(row[5].replace(",", "")) > 0  # tokens/s measured
+    assert "1 timed steps after 1 warm-up steps" in text
+    row = [c.strip() for c in text.strip().splitlines()[-1].strip("|").split("|")]
+    assert row[:3] == ["1 layers, hidden 128", "1 (1)", "fp32"]
+    assert float(row[4]) > 0 and float(row[5]) > 0  # sequences/s measured, alone and with the loader
+    assert float(row[8].replace(",", "")) == pytest.approx(2048 * float(row[4]), rel=0.05)  # tokens/s

@@ -7,17 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from compliance.check import read_events, rules_file
+from compliance.check import read_events
 from gpt3.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from gpt3.data import IndexedDataset
+from gpt3.data import TRAIN_FILES, VALID_FILE, IndexedDataset
 from gpt3.model import GPT, GPTConfig
-from gpt3.synthetic import TRAIN_FILES, VALID_FILE, LanguageSpec, MarkovLanguage, synthesize
-from tests.conftest import REPO, config_env
-
-GPT3_CPU_CONFIG = REPO / "gpt3" / "config_CPU_1x1x4x1x1.sh"
-
+from gpt3.synthetic import LanguageSpec, MarkovLanguage, synthesize
+from tests.conftest import GPT3_CPU_CONFIG, REPO, config_env
 
 def trained(seed):
     torch.manual_seed(seed)
@@ -84,7 +80,7 @@ def test_synthetic_corpus_floor_is_just_above_the_window_floor(small_corpus):
     assert (root / info["checkpoint"] / "metadata.json").is_file()
 
 
-def test_a_short_training_run_logs_every_key_closed_gpt3_requires(small_corpus, tmp_path):
+def test_a_short_training_run_logs_the_rules_values_and_counts_progress_in_tokens(small_corpus, tmp_path):
     root, _, info = small_corpus
     log = tmp_path / "gpt3.log"
     proc = subprocess.run([sys.executable, "-m", "gpt3.train", "--data-dir", str(root), "--seed", "5",
@@ -92,13 +88,6 @@ def test_a_short_training_run_logs_every_key_closed_gpt3_requires(small_corpus, 
                           env=config_env(GPT3_CPU_CONFIG, MAX_SAMPLES="40"))
     assert proc.returncode == 1, proc.stderr[-3000:]  # one block, far from the target: out of budget
     events = read_events(log)
-    keys = [e["key"] for e in events]
-    rules = yaml.safe_load(rules_file("closed_gpt3.yaml").read_text())
-    for rule in rules:
-        name = rule["KEY"]["NAME"]
-        assert keys.count(name) >= 1, name
-        if rule["KEY"].get("REQ") == "EXACTLY_ONE":
-            assert keys.count(name) == 1, name
     value = {e["key"]: e["value"] for e in events}
     assert value["max_sequence_length"] == 2048 and value["opt_base_learning_rate"] == 2e-5
     assert value["init_checkpoint_step"] == 1_536_000 and value["global_batch_size"] == 4
@@ -109,18 +98,13 @@ def test_a_short_training_run_logs_every_key_closed_gpt3_requires(small_corpus, 
 
 
 @pytest.mark.slow
-def test_cpu_smoke_run_reaches_the_window_from_its_checkpoint_and_passes_the_checker(tmp_path):
+def test_cpu_smoke_run_reaches_the_window_from_its_checkpoint_and_passes_the_checker(gpt3_synthetic, gpt3_smoke):
     """The whole synthetic flow (corpus, tokenizer, untimed pre-training) and one run through run_local.sh."""
     from compliance.check import run_checker, summarize
-    from tests.conftest import run_bash
 
-    root = tmp_path / "gpt3-synthetic"
-    subprocess.run([sys.executable, "-m", "gpt3.data", "synthesize", str(root)], cwd=REPO, check=True,
-                   capture_output=True, timeout=900)
-    proc = run_bash("cd gpt3 && ../common/run_local.sh", config=GPT3_CPU_CONFIG,
-                    env={"DATADIR": str(root), "LOGDIR": str(tmp_path / "logs"), "NEXP": "1", "DATESTAMP": "cpu"})
+    root = gpt3_synthetic
+    proc, log = gpt3_smoke
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    log = tmp_path / "logs" / "cpu_1.log"
     passed, output = run_checker(log)
     assert passed, output
     run = summarize(log)

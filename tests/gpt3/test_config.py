@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import SystemConfig, load_configs
+from common.config import RuntimeConfig, SystemConfig, load_configs
 from gpt3.config import RULES, GPTRunConfig
 from gpt3.optim import cosine_warmup_lr
 
@@ -14,7 +14,9 @@ GPT3_DIR = Path(__file__).resolve().parents[2] / "gpt3"
 @pytest.mark.parametrize("name,gbs", [("64x8x128x4x8_mbs1", 2048), ("96x8x128x4x8_mbs1", 3072),
                                       ("192x8x64x4x8_mbs1", 3072), ("448x8x24x4x8_mbs1", 2688)])
 def test_nvidia_configs_give_nvidias_global_batch(name, gbs):
-    system, cfg = load_configs(GPT3_DIR / f"config_DGXH100_{name}.sh", SystemConfig, GPTRunConfig, environ={})
+    system, runtime, cfg = load_configs(GPT3_DIR / f"config_DGXH100_{name}.sh", SystemConfig, RuntimeConfig,
+                                        GPTRunConfig, environ={})
+    assert runtime.precision == "bf16"
     world = system.nodes * system.gpus_per_node
     assert (cfg.tensor_parallel, cfg.pipeline_parallel, cfg.interleaved_pipeline) == (4, 8, 12)
     assert cfg.global_batch(world) == gbs
@@ -39,6 +41,7 @@ def test_cosine_schedule_with_linear_warmup():
 
 
 def test_a_layout_that_does_not_divide_the_world_is_named():
-    _, cfg = load_configs(GPT3_DIR / "config_DGXH100_64x8x128x4x8_mbs1.sh", SystemConfig, GPTRunConfig, environ={})
+    _, _, cfg = load_configs(GPT3_DIR / "config_DGXH100_64x8x128x4x8_mbs1.sh", SystemConfig, RuntimeConfig,
+                             GPTRunConfig, environ={})
     with pytest.raises(ValueError, match="TENSOR_MODEL_PARALLEL x PIPELINE_MODEL_PARALLEL = 32 does not divide"):
         cfg.global_batch(48)

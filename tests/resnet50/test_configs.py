@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import SystemConfig, load_configs
+from common.config import RuntimeConfig, SystemConfig, load_configs
 from resnet50.config import ResNetConfig
 
 BENCH = Path(__file__).resolve().parents[2] / "resnet50"
@@ -13,7 +13,7 @@ CONFIGS = sorted(p for p in BENCH.glob("config_*.sh") if not p.name.endswith("_c
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_config_loads_and_its_name_states_the_run_shape(path):
-    system, cfg = load_configs(path, SystemConfig, ResNetConfig, environ={})
+    system, _, cfg = load_configs(path, SystemConfig, RuntimeConfig, ResNetConfig, environ={})
     nodes, gpus, batch, accum = map(int, re.search(r"_(\d+)x(\d+)x(\d+)x(\d+)\.sh$", path.name).groups())
     assert (system.nodes, system.gpus_per_node, cfg.batch_size, accum) == (nodes, gpus, batch, 1)
     assert system.system == path.stem.removeprefix("config_")
@@ -22,8 +22,9 @@ def test_config_loads_and_its_name_states_the_run_shape(path):
 
 
 def test_nvidia_single_node_config_has_the_published_hyperparameters():
-    system, cfg = load_configs(BENCH / "config_DGXH100_1x8x400x1.sh", SystemConfig, ResNetConfig, environ={})
+    system, runtime, cfg = load_configs(BENCH / "config_DGXH100_1x8x400x1.sh", SystemConfig, RuntimeConfig,
+                                        ResNetConfig, environ={})
     assert system.nodes * system.gpus_per_node * cfg.batch_size == 3200
     assert (cfg.lr, cfg.warmup_epochs, cfg.eval_offset, cfg.weight_decay, cfg.momentum, cfg.num_epochs) == \
         (11.0, 2, 2, 5e-05, 0.9, 37)
-    assert (cfg.precision, cfg.channels_last) == ("bf16", True)
+    assert (runtime.precision, cfg.channels_last) == ("bf16", True)

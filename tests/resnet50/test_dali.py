@@ -12,7 +12,7 @@ dali = pytest.importorskip("resnet50.dali", reason="nvidia-dali not installed (p
 
 CPU = torch.device("cpu")
 CFG = ResNetConfig(batch_size=16, lr=1.0, warmup_epochs=1, num_epochs=2, eval_offset=0, weight_decay=5e-5,
-                   momentum=0.9, image_size=32, num_workers=1, device="cpu", use_dali=True, eval_batch_size=7)
+                   momentum=0.9, image_size=32, use_dali=True, eval_batch_size=7)
 
 
 def env(rank, world):
@@ -21,7 +21,7 @@ def env(rank, world):
 
 
 def test_dali_loaders_match_the_folder_dataset(synthetic_imagenet):
-    train, val, n_train, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(0, 1), CPU, seed=1)
+    train, val, n_train, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(0, 1), CPU, seed=1, num_workers=1)
     assert (n_train, n_val) == (len(ImageFolderDataset(synthetic_imagenet, "train")), 240)
     images, labels = next(iter(train))
     assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32
@@ -37,7 +37,8 @@ def test_dali_loaders_match_the_folder_dataset(synthetic_imagenet):
 def test_dali_shards_cover_eval_once_and_give_every_rank_the_same_steps(synthetic_imagenet):
     total, steps, train_labels = 0, [], []
     for rank in range(3):  # 320 train images do not split evenly over 3 ranks
-        train, val, _, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(rank, 3), CPU, seed=1)
+        train, val, _, n_val = dali.build_dali_loaders(synthetic_imagenet, CFG, env(rank, 3), CPU, seed=1,
+                                                       num_workers=1)
         total += sum(labels.numel() for _, labels in val)
         batches = list(train)
         steps.append(len(batches))

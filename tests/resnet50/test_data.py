@@ -1,7 +1,9 @@
 import pytest
 from PIL import Image
 
-from resnet50.data import ImageFolderDataset, build_loaders, eval_transform, is_synthetic, write_synthetic
+from common.synthetic import is_synthetic
+from resnet50.data import ImageFolderDataset, build_loaders, eval_transform
+from resnet50.synthetic import SyntheticSpec, write_synthetic
 
 
 def test_synthetic_dataset_uses_the_imagenet_layout_and_its_quirks(synthetic_imagenet):
@@ -38,7 +40,7 @@ def test_eval_shards_cover_every_image_exactly_once(synthetic_imagenet):
 
 
 def test_corrupt_image_error_names_the_file(tmp_path):
-    write_synthetic(tmp_path, num_classes=2, train_per_class=2, val_per_class=2)
+    write_synthetic(tmp_path, SyntheticSpec(num_classes=2, train_per_class=2, val_per_class=2))
     bad = next((tmp_path / "val").glob("*/*.JPEG"))
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     dataset = ImageFolderDataset(tmp_path, "val", eval_transform(32))

@@ -1,0 +1,168 @@
+"""The benchmark scripts' harness (`python3 -m <bench>.bench`): timed training steps, their table, its file.
+
+`time_steps` runs the benchmark's real `common.step.TrainStep` — warm-up
+steps, then timed ones ended by a host-device sync (the loss monitor's
+all-reduce and read, then `cuda.synchronize`), so queued GPU work is inside
+the time. What the step is fed decides what is measured:
+- `resident(batches)`: the same few batches, already in device memory — the
+  step alone, the model's ceiling;
+- the benchmark's real input pipeline (its DataLoader reading files in the
+  real on-disk format, plus the host-to-device copy) — the step as training
+  runs it. The ratio of the two shows a data bottleneck (1.0: none).
+`write_table` prints the markdown table and writes `docs/perf/<bench>_<device>.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+
+from common import dist
+from common.step import TrainStep
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model with its core and torch thread counts."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    return (f"{model.group(1).strip() if model else 'unknown'} CPU, {os.cpu_count()} cores "
+            f"({torch.get_num_threads()} torch threads)")
+
+
+def device_slug(device: torch.device) -> str:
+    """`cpu`, or the GPU's short model name (`h100`, `h200`) for docs/perf/<bench>_<slug>.md."""
+    if device.type != "cuda":
+        return "cpu"
+    name = device_name(device)
+    short = re.search(r"\b([A-Z]+\d+[A-Z]*)\b", name.replace("NVIDIA", ""))
+    return (short.group(1) if short else re.sub(r"\W+", "_", name)).lower()
+
+
+def arguments(doc: str, precisions=("fp32", "bf16")) -> argparse.ArgumentParser:
+    """The options every bench script takes; a benchmark adds its shapes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--precision", choices=precisions, default=None, help="default: GPU bf16, CPU fp32")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps before each measurement")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps of each measurement")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--out", type=Path, default=None, help="the table (default docs/perf/<bench>_<device>.md)")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv, *, warmup: tuple[int, int] | None = None,
+          steps: tuple[int, int] | None = None) -> tuple[argparse.Namespace, torch.device]:
+    """Parsed options and the device; unset --precision/--warmup/--steps take their (GPU, CPU) defaults."""
+    args = parser.parse_args(argv)
+    device = dist.select_device(dist.read_dist_env({}), args.device)
+    which = 0 if device.type == "cuda" else 1
+    args.precision = args.precision or ("bf16", "fp32")[which]
+    if args.warmup is None and warmup:
+        args.warmup = warmup[which]
+    if args.steps is None and steps:
+        args.steps = steps[which]
+    return args, device
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Timing:
+    steps: int
+    seconds: float
+    samples: int
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds
+
+    @property
+    def step_ms(self) -> float:
+        return 1000 * self.seconds / self.steps
+
+
+def resident(batches: Iterable) -> Iterator:
+    """The same batches over and over (build them on the device first): the step alone."""
+    return itertools.cycle(list(batches))
+
+
+def time_steps(step: TrainStep, batches: Iterator, *, warmup: int, steps: int, device: torch.device) -> Timing:
+    """`warmup` untimed steps, then `steps` timed ones of the real training step on `batches`."""
+    for _ in range(warmup):
+        step(batches)
+    step.monitor.drain()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(batches)
+    stats = step.monitor.drain()  # host sync; a non-finite loss while timing is an error
+    synchronize(device)
+    return Timing(steps, time.perf_counter() - start, stats.samples)
+
+
+@dataclass
+class Row:
+    """One measured configuration of a benchmark's table."""
+
+    model: str
+    batch: str
+    precision: str
+    alone: Timing
+    loaded: Timing | None = None  # with the real input pipeline
+    flops_per_sample: float | None = None  # model FLOPs of one training sample (forward + backward)
+    anchor: str = "-"  # NVIDIA's v3.0 per-GPU throughput at the real shape
+    extra: dict = field(default_factory=dict)
+
+
+def number(x: float) -> str:
+    """1,234.5 for large values, three significant digits for small ones (0.331, 12.4)."""
+    return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def table(title: str, command: str, notes: Iterable[str], rows: list[Row], unit: str = "samples") -> str:
+    """The markdown table of `rows`, with the command, date and torch version that measured it."""
+    extra = list(dict.fromkeys(k for r in rows for k in r.extra))
+    header = (["model", "batch", "precision", "step (ms)", f"{unit}/s, step alone", f"{unit}/s with loader",
+               "with loader / alone", "model TFLOP/s"] + extra + [f"NVIDIA v3.0 per H100 ({unit}/s)"])
+    lines = [f"# {title}", "",
+             f"Measured {datetime.date.today().isoformat()} with `{command}` (torch {torch.__version__}).", "",
+             *(f"- {note}" for note in notes), "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    for r in rows:
+        loaded = "-" if r.loaded is None else number(r.loaded.samples_per_s)
+        ratio = "-" if r.loaded is None else f"{r.loaded.samples_per_s / r.alone.samples_per_s:.2f}"
+        tflops = "-" if r.flops_per_sample is None else number(r.flops_per_sample * r.alone.samples_per_s / 1e12)
+        cells = [r.model, r.batch, r.precision, number(r.alone.step_ms), number(r.alone.samples_per_s), loaded,
+                 ratio, tflops, *(str(r.extra.get(k, "-")) for k in extra), r.anchor]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def command(bench: str, argv) -> str:
+    """The command line that measured a table, as a user would type it."""
+    return " ".join(["python3 -m", f"{bench}.bench", *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_table(text: str, bench: str, device: torch.device, out: Path | None = None) -> Path:
+    """Print a benchmark's markdown table and write it to `out` (default docs/perf/<bench>_<device slug>.md)."""
+    print(text)
+    out = out or REPO_ROOT / "docs" / "perf" / f"{bench}_{device_slug(device)}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
+    return out

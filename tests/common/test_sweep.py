@@ -1,0 +1,38 @@
+"""The seed sweep's command line, its resumption and its table (the runs themselves are `make smoke`)."""
+import argparse
+import json
+
+import pytest
+
+from common import sweep
+
+
+def test_seeds_are_numbers_and_ranges():
+    assert sweep.parse_seeds("1-3,1416050522,2") == [1, 2, 3, 1416050522]
+    with pytest.raises(argparse.ArgumentTypeError, match="expected numbers"):
+        sweep.parse_seeds("one")
+
+
+def test_a_sweep_resumes_from_the_seeds_it_already_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "REPO_ROOT", tmp_path)
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "train.py").write_text("")
+    store = tmp_path / "results" / "sweep" / "toy"
+    store.mkdir(parents=True)
+    done = {"seed": 1, "passed": True, "wall_s": 60.0, "log": "x", "status": "success", "minutes": 0.5, "evals": 3,
+            "quality": 0.8, "epoch_num": 12, "checker": "SUCCESS"}
+    (store / "seed_1.json").write_text(json.dumps(done))
+    ran = []
+
+    def fake_run(bench, seed, out):
+        ran.append(seed)
+        return {**done, "seed": seed, "passed": seed != 3, "status": "success" if seed != 3 else "aborted"}
+
+    monkeypatch.setattr(sweep, "run_seed", fake_run)
+    assert sweep.main(["toy", "--seeds", "1-3", "--out", str(tmp_path / "t.md")]) == 1  # seed 3 failed
+    assert ran == [2, 3] and json.loads((store / "seed_3.json").read_text())["passed"] is False
+    text = (tmp_path / "t.md").read_text()
+    assert "**2/3 seeds reached the target" in text and "| 3 | FAILED (aborted) |" in text
+    ran.clear()
+    sweep.main(["toy", "--seeds", "1-3", "--out", str(tmp_path / "t.md")])
+    assert ran == []  # every seed kept
