@@ -84,9 +84,9 @@ def measure(args, model_size: str, batch: int, precision: str, warmup: int, step
     resident = [data.to_device(next(first), device) for _ in range(4)]
     tokens_per_seq = sum(int(b["seq_lens"].sum()) for b in resident) / sum(int((b["seq_lens"] > 0).sum())
                                                                           for b in resident)
-    alone = bench.time_steps(step, bench.resident(resident), warmup=warmup, steps=steps, device=device)
-    loaded = bench.time_steps(step, loader.on_device(stream, lambda b: data.to_device(b, device)), warmup=warmup,
-                              steps=steps, device=device)
+    batches = loader.on_device(stream, lambda b: data.to_device(b, device))
+    alone, loaded = bench.step_alone_and_with_loader(step, resident, batches, warmup=warmup, steps=steps,
+                                                     device=device)
     full = model_size == "full"
     return bench.Row("BERT-large" if full else "debug (tiny)", f"{batch} rows x packing {args.packing}", precision,
                      alone, loaded, 6 * params * tokens_per_seq if full else None,

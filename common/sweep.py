@@ -43,7 +43,9 @@ def parse_seeds(text: str) -> list[int]:
 def run_seed(bench: str, seed: int, out: Path) -> dict:
     """One smoke run with SEED=seed; its verdict and what its log says."""
     logdir = out / f"seed_{seed}"
-    env = {**os.environ, "SEED": str(seed), "LOGDIR": str(logdir), "DATESTAMP": "sweep"}
+    # this interpreter's environment first on PATH, as `make smoke` puts .venv/bin first
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "SEED": str(seed), "LOGDIR": str(logdir), "DATESTAMP": "sweep"}
     start = time.perf_counter()
     proc = subprocess.run(["bash", str(REPO_ROOT / "common" / "smoke.sh"), bench], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True)
@@ -100,16 +102,20 @@ def table(bench: str, results: list[dict], command: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bench", help="benchmark folder, e.g. dlrm_dcnv2")
-    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("1-20"), help="e.g. 1-20,1416050522")
+    parser.add_argument("--seeds", default="1-20", help="e.g. 1-20,1416050522")
     parser.add_argument("--fresh", action="store_true", help="run every seed again instead of resuming")
     parser.add_argument("--out", type=Path, default=None, help="table (default docs/sweeps/<bench>.md)")
     args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
     if not (REPO_ROOT / args.bench / "train.py").is_file():
         parser.error(f"{args.bench}: no benchmark folder with a train.py")
     store = REPO_ROOT / "results" / "sweep" / args.bench
     store.mkdir(parents=True, exist_ok=True)
     results, spent = [], []
-    for i, seed in enumerate(args.seeds, 1):
+    for i, seed in enumerate(seeds, 1):
         saved = store / f"seed_{seed}.json"
         if saved.is_file() and not args.fresh:
             result, note = json.loads(saved.read_text()), " (kept from an earlier sweep)"
@@ -119,11 +125,11 @@ def main(argv=None) -> int:
             spent.append(result["wall_s"])
             note = ""
         results.append(result)
-        left = statistics.mean(spent) * (len(args.seeds) - i) / 60 if spent else 0.0
-        print(f"[{i}/{len(args.seeds)}, ~{left:.0f} min left] {describe(result)}{note}", flush=True)
+        left = statistics.mean(spent) * (len(seeds) - i) / 60 if spent else 0.0
+        print(f"[{i}/{len(seeds)}, ~{left:.0f} min left] {describe(result)}{note}", flush=True)
     passed = sum(r["passed"] for r in results)
     print(f"{args.bench}: {passed}/{len(results)} seeds reached the target and passed the checker")
-    command = f"python3 -m common.sweep {args.bench} --seeds {','.join(map(str, args.seeds))}"
+    command = f"python3 -m common.sweep {args.bench} --seeds {args.seeds}"
     out = args.out or REPO_ROOT / "docs" / "sweeps" / f"{args.bench}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table(args.bench, results, command))

@@ -58,10 +58,12 @@ def command(doc: str, spec_type: type, write: Callable[[Path, Any], Any], argv=N
     """`python3 -m <bench>.synthetic DIR [--field VALUE ...]`: write the dataset of `spec_type` unless it is there."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="dataset directory (created)")
+    types = {"int": int, "float": float, "str": str}
     for field in dataclasses.fields(spec_type):
-        if field.type in ("int", "float", int, float):
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=int if field.type in ("int", int) else float,
-                                default=field.default, help=f"default {field.default}")
+        kind = types.get(field.type if isinstance(field.type, str) else field.type.__name__)
+        if kind is not None:
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=field.default,
+                                help=f"default {field.default}")
     args = parser.parse_args(argv)
     spec = spec_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(spec_type) if hasattr(args, f.name)})
     module = sys.modules[spec_type.__module__]  # __main__ under `python3 -m`, whose spec keeps the real name

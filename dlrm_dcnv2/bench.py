@@ -64,12 +64,11 @@ def measure(model: str, full_tables: int, batch: int, warmup: int, timed: int, p
     step = build_step(dlrm, build_optimizer(dlrm, 0.004), prec, device)
     rng = np.random.default_rng(0)
     resident = [data.to_batch(random_rows(rng, batch, shape), shape.hotness, device) for _ in range(4)]
-    alone = bench.time_steps(step, bench.resident(resident), warmup=warmup, steps=timed, device=device)
     data.write_day(files, 0, random_rows(rng, 4 * batch, shape))  # the real reader cycles over one day's file
     day = data.RowSource([data.NumpyDay(files, 0, shape)])
     batches = itertools.chain.from_iterable(
         data.train_batches(day, batch, 0, 1, shape.hotness, device) for _ in itertools.count())
-    loaded = bench.time_steps(step, batches, warmup=warmup, steps=timed, device=device)
+    alone, loaded = bench.step_alone_and_with_loader(step, resident, batches, warmup=warmup, steps=timed, device=device)
     params = sum(shape.table_rows) * shape.embedding_dim
     return bench.Row(f"{model} ({full_tables} full tables)" if model == "full" else model, str(batch), precision,
                      alone, loaded, None, NVIDIA_H100_SAMPLES_PER_S if model == "full" else "-",

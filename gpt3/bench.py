@@ -84,7 +84,6 @@ def measure(arch: GPTConfig, minibs: int, micro: int, precision: str, device: to
                       device, loss)
     generator = torch.Generator().manual_seed(0)
     resident = torch.randint(0, 50257, (2 * minibs, arch.seq_len + 1), generator=generator).to(device)
-    alone = bench.time_steps(step, bench.resident(resident.split(micro)), warmup=warmup, steps=steps, device=device)
     rng = np.random.default_rng(0)  # the real input: Megatron files of ~2k-token documents, blended and shuffled
     for name in data.TRAIN_FILES:
         data.write_indexed(files / name, [rng.integers(0, 50257, 2048) for _ in range(4 * minibs)], np.uint16)
@@ -92,7 +91,8 @@ def measure(arch: GPTConfig, minibs: int, micro: int, precision: str, device: to
                                 (warmup + steps + 1) * minibs, arch.seq_len, seed=0)
     batches = loader.on_device(data.train_batches(samples, minibs, minibs, 0, micro),
                                lambda tokens: tokens.long().to(device))
-    loaded = bench.time_steps(step, batches, warmup=warmup, steps=steps, device=device)
+    alone, loaded = bench.step_alone_and_with_loader(step, resident.split(micro), batches, warmup=warmup, steps=steps,
+                                                     device=device)
     tflops = flops_per_token(arch) * arch.seq_len * alone.samples_per_s / 1e12
     gpu, full_width = device.type == "cuda", arch.hidden == FULL.hidden
     full_tok_s = tflops * 1e12 / flops_per_token(FULL)

@@ -43,12 +43,12 @@ def measure(args, size: int, batch: int, files: Path, device: torch.device) -> b
     step = build_step(model, H100_CONFIG, precision, device, steps_per_epoch=1000)
     transfer = lambda b: data.to_device(b, device, args.channels_last)  # noqa: E731
     resident = [transfer((torch.randn(batch, 3, size, size), torch.randint(0, 1000, (batch,)))) for _ in range(2)]
-    alone = bench.time_steps(step, bench.resident(resident), warmup=args.warmup, steps=args.steps, device=device)
     train_loader = data.build_loaders(files, image_size=size, batch_size=batch, eval_batch_size=batch,
                                       num_workers=args.workers, rank=0, world_size=1, seed=0,
                                       pin_memory=device.type == "cuda")[0]
-    loaded = bench.time_steps(step, loader.on_device(loader.epochs(train_loader), transfer), warmup=args.warmup,
-                              steps=args.steps, device=device)
+    batches = loader.on_device(loader.epochs(train_loader), transfer)
+    alone, loaded = bench.step_alone_and_with_loader(step, resident, batches, warmup=args.warmup, steps=args.steps,
+                                                     device=device)
     return bench.Row(f"ResNet-50, {size} px", str(batch), args.precision + (", NHWC" if args.channels_last else ""),
                      alone, loaded, TRAIN_GFLOP_PER_IMAGE * 1e9 * (size / 224) ** 2,
                      f"{NVIDIA_H100_IMAGES_PER_S:,}" if size == 224 else "-",
