@@ -17,6 +17,7 @@ RESNET_CPU_CONFIG = REPO / "resnet50" / "config_CPU_1x1x64x1.sh"
 BERT_CPU_CONFIG = REPO / "bert" / "config_CPU_1x1x32x1_pack.sh"
 GPT3_CPU_CONFIG = REPO / "gpt3" / "config_CPU_1x1x4x1x1.sh"
 DLRM_CPU_CONFIG = REPO / "dlrm_dcnv2" / "config_CPU_1x1x2048.sh"
+RETINANET_CPU_CONFIG = REPO / "retinanet" / "config_CPU_001x01x004.sh"
 
 
 def run_bash(script: str, env: dict | None = None, overrides: dict | None = None, timeout: int = 900,
@@ -89,6 +90,17 @@ def dlrm_tiny(tmp_path_factory) -> Path:
 def dlrm_synthetic(tmp_path_factory) -> Path:
     """The dataset `make smoke BENCH=dlrm_dcnv2` trains on (about 10 s, 400 MB)."""
     return synthesize("dlrm_dcnv2", tmp_path_factory.mktemp("dlrm-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def retinanet_synthetic(tmp_path_factory) -> Path:
+    """The synthetic OpenImages-layout set and its pre-trained backbone (about a minute)."""
+    return synthesize("retinanet", tmp_path_factory.mktemp("retinanet-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def retinanet_smoke(retinanet_synthetic, tmp_path_factory):
+    return smoke_run("retinanet", RETINANET_CPU_CONFIG, retinanet_synthetic, tmp_path_factory.mktemp("ssd-results"))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ SMOKES = {
     "bert": ("bert_smoke", "bert", [], "samples"),
     "gpt3": ("gpt3_smoke", "gpt3", [], "tokens"),
     "dlrm_dcnv2": ("dlrm_smoke", "dlrm_dcnv2", [], "fraction of the epoch"),
+    "retinanet": ("retinanet_smoke", "ssd", [], "epochs"),
 }
 
 pytestmark = pytest.mark.slow

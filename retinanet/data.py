@@ -1,0 +1,195 @@
+"""The MLPerf OpenImages subset in its on-disk layout: COCO-format detection json + JPEG files.
+
+    <root>/{train,validation}/data/<id>.jpg
+    <root>/{train,validation}/labels/openimages-mlperf.json
+        categories  [{id, name, supercategory}], ids 0..263 (config.MLPERF_CLASSES order)
+        images      [{id, file_name, height, width}]
+        annotations [{id, image_id, category_id, bbox [x, y, w, h] in pixels, area, iscrowd (= IsGroupOf)}]
+
+`read_split` checks the json against itself and the rules before a run
+starts: an annotation whose image is not listed, whose bbox leaves its image
+or has no area, or whose category is outside 0..263 is a `DataError` naming
+the json file and the annotation id. Images decode by content with PIL and
+convert to RGB (grayscale, CMYK and a PNG named .jpg all load); a missing or
+undecodable file is a `DataError` naming it and its annotations. Training
+flips horizontally with probability 0.5 (the reference's only augmentation;
+`FlipSampler`); the model resizes to 800 x 800 itself. `write_split` writes the layout's json
+(for `retinanet.preprocess` and `retinanet.synthetic`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+LABELS = "labels/openimages-mlperf.json"
+BACKBONE_DIR = "backbone"  # <root>/backbone/<name>.pth: the ImageNet-pretrained backbone a run starts from
+SPLITS = ("train", "validation")
+BOX_TOLERANCE = 1.0  # pixels: boxes are relative coordinates x image size, rounding may overshoot by a hair
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not in the expected layout."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: Path
+    height: int
+    width: int
+    boxes: np.ndarray  # [n, 4] float32 xyxy, pixels
+    labels: np.ndarray  # [n] int64, 0-based category ids
+    annotation_ids: tuple
+
+
+def labels_path(root: Path, split: str) -> Path:
+    return Path(root) / split / LABELS
+
+
+def read_split(root: Path, split: str, num_classes: int) -> list[ImageRecord]:
+    """Every image of the split with its annotations, checked (see the module docstring)."""
+    path = labels_path(root, split)
+    if not path.is_file():
+        raise DataError(f"{path}: missing; expected {split}/{LABELS} under {root}")
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not readable json ({e}); truncated or corrupt") from e
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(content.get(key), list):
+            raise DataError(f"{path}: no '{key}' list (COCO detection format expected)")
+    category_ids = {c.get("id") for c in content["categories"]}
+    if category_ids != set(range(num_classes)):
+        raise DataError(f"{path}: categories must have the ids 0..{num_classes - 1}, found {len(category_ids)} "
+                        f"ids from {min(category_ids, default=None)} to {max(category_ids, default=None)}")
+    images = {}
+    for image in content["images"]:
+        try:
+            images[image["id"]] = (image["file_name"], int(image["height"]), int(image["width"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: image {image.get('id')!r} lacks id/file_name/height/width ({e})") from None
+    per_image: dict[int, list] = {i: [] for i in images}
+    for ann in content["annotations"]:
+        per_image.setdefault(ann.get("image_id"), []).append(_checked(path, ann, images, num_classes))
+    data_dir = Path(root) / split / "data"
+    records = []
+    for image_id, (file_name, height, width) in images.items():
+        anns = per_image[image_id]
+        boxes = np.array([a[1] for a in anns], np.float32).reshape(-1, 4)
+        records.append(ImageRecord(image_id, data_dir / file_name, height, width, boxes,
+                                   np.array([a[2] for a in anns], np.int64), tuple(a[0] for a in anns)))
+    return records
+
+
+def _checked(path: Path, ann: dict, images: dict, num_classes: int) -> tuple:
+    """(annotation id, xyxy box, category id) of one annotation, or a DataError naming it."""
+    aid = ann.get("id")
+    if ann.get("image_id") not in images:
+        raise DataError(f"{path}: annotation {aid} points at image {ann.get('image_id')!r}, which the file does "
+                        f"not list")
+    category = ann.get("category_id")
+    if not isinstance(category, int) or not 0 <= category < num_classes:
+        raise DataError(f"{path}: annotation {aid} has category_id {category!r}, outside 0..{num_classes - 1}")
+    try:
+        x, y, w, h = (float(v) for v in ann["bbox"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: annotation {aid} has no [x, y, w, h] bbox") from None
+    _, height, width = images[ann["image_id"]]
+    if w <= 0 or h <= 0 or x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > width + BOX_TOLERANCE \
+            or y + h > height + BOX_TOLERANCE:
+        raise DataError(f"{path}: annotation {aid} has bbox {[x, y, w, h]} outside its {width}x{height} image "
+                        f"{ann['image_id']} (or without area)")
+    return aid, (x, y, x + w, y + h), category
+
+
+def load_rgb(record: ImageRecord) -> Image.Image:
+    try:
+        with Image.open(record.path) as image:
+            rgb = image.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"{record.path}: missing (image {record.id}, annotations "
+                        f"{list(record.annotation_ids)})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"{record.path}: cannot decode image {record.id} ({e})") from None
+    if rgb.size != (record.width, record.height):
+        raise DataError(f"{record.path}: is {rgb.size[0]}x{rgb.size[1]}, the json says {record.width}x{record.height}")
+    return rgb
+
+
+class Detections(Dataset):
+    """Item (index, flip) -> (image [3, H, W] uint8, target {boxes xyxy, labels, image_id}), flipped when told."""
+
+    def __init__(self, records: list[ImageRecord]):
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, item):
+        index, flip = item if isinstance(item, tuple) else (item, False)
+        record = self.records[index]
+        image = torch.from_numpy(np.asarray(load_rgb(record), dtype=np.uint8).copy()).permute(2, 0, 1)
+        boxes = torch.from_numpy(record.boxes.copy())
+        if flip:
+            image = image.flip(-1)
+            boxes = torch.stack([record.width - boxes[:, 2], boxes[:, 1], record.width - boxes[:, 0], boxes[:, 3]],
+                                dim=1)
+        target = {"boxes": boxes, "labels": torch.from_numpy(record.labels.copy()), "image_id": record.id}
+        return image, target
+
+
+class FlipSampler(DistributedSampler):
+    """DistributedSampler whose items carry a horizontal flip (probability 0.5, the reference's augmentation).
+
+    The flips are drawn per epoch for the whole dataset from (seed, epoch), in
+    the main process: an image gets the same flip however many ranks and
+    loader workers share the epoch, so runs of different sizes see the same data.
+    """
+
+    def __iter__(self):
+        flips = torch.rand(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch)) < 0.5
+        return ((index, bool(flips[index])) for index in super().__iter__())
+
+
+def collate(batch):
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+def to_device(batch, device: torch.device):
+    """Images as float in [0, 1] on the device (the uint8 copy is 4x smaller), targets alongside."""
+    images, targets = batch
+    images = [image.to(device, non_blocking=True).float().div_(255) for image in images]
+    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
+    return images, targets
+
+
+def build_loaders(root: Path, *, num_classes: int, batch_size: int, eval_batch_size: int, num_workers: int,
+                  rank: int, world_size: int, seed: int, pin_memory: bool = False):
+    """(train loader, this rank's eval loader, train records, eval records)."""
+    train, val = read_split(root, "train", num_classes), read_split(root, "validation", num_classes)
+    train_set = Detections(train)
+    sampler = FlipSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                  collate_fn=collate)
+    train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
+    shard = Subset(Detections(val), range(rank, len(val), world_size))  # every image once, unflipped
+    eval_loader = DataLoader(shard, batch_size=eval_batch_size, shuffle=False, **common)
+    return train_loader, eval_loader, train, val
+
+
+def write_split(root: Path, split: str, categories: list[str], images: list[dict], annotations: list[dict]) -> Path:
+    """The split's json in the layout (ids of `categories` are their positions)."""
+    path = labels_path(root, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"categories": [{"id": i, "name": name, "supercategory": "none"} for i, name in enumerate(categories)],
+               "images": images, "annotations": annotations}
+    path.write_text(json.dumps(content))
+    return path
