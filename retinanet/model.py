@@ -61,7 +61,7 @@ def build_retinanet(shape: RetinaNetShape = RetinaNetShape(), image_size: int = 
                                    trainable_layers=shape.trainable_layers, returned_layers=[2, 3, 4],
                                    extra_blocks=LastLevelP6P7(256, 256))
     if shape.fpn_channels != backbone.out_channels:  # the debug shape: a narrower FPN, and so narrower heads
-        backbone.fpn = FeaturePyramidNetwork([m.out_channels for m in _last_convs(backbone.body)],
+        backbone.fpn = FeaturePyramidNetwork([block[0].in_channels for block in backbone.fpn.inner_blocks],
                                              shape.fpn_channels,
                                              extra_blocks=LastLevelP6P7(shape.fpn_channels, shape.fpn_channels))
         backbone.out_channels = shape.fpn_channels
@@ -69,12 +69,6 @@ def build_retinanet(shape: RetinaNetShape = RetinaNetShape(), image_size: int = 
                      min_size=image_size, max_size=image_size, fixed_size=(image_size, image_size),
                      score_thresh=0.05, nms_thresh=0.5, detections_per_img=300, topk_candidates=1000,
                      fg_iou_thresh=0.5, bg_iou_thresh=0.4)
-
-
-def _last_convs(body: nn.Module) -> list[nn.Conv2d]:
-    """The output convolution of layer2, layer3 and layer4 (C3-C5): the FPN's inputs."""
-    return [[m for m in getattr(body, name).modules() if isinstance(m, nn.Conv2d)][-1]
-            for name in ("layer2", "layer3", "layer4")]
 
 
 def loss(model: RetinaNet, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor:
@@ -99,7 +93,7 @@ def load_backbone(model: RetinaNet, path: Path) -> None:
     if not isinstance(state, dict):
         raise BackboneError(f"{path}: holds a {type(state).__name__}, not a state dict")
     body = model.backbone.body
-    want = {k: v for k, v in body.state_dict().items()}
+    want = body.state_dict()
     have = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
     missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
     if missing:
