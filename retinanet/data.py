@@ -24,17 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from common import detection
+from common.detection import BACKBONE_DIR, DataError, FlipSampler, collate, to_device  # noqa: F401  (the reader's API)
 
 LABELS = "labels/openimages-mlperf.json"
-BACKBONE_DIR = "backbone"  # <root>/backbone/<name>.pth: the ImageNet-pretrained backbone a run starts from
 SPLITS = ("train", "validation")
 BOX_TOLERANCE = 1.0  # pixels: boxes are relative coordinates x image size, rounding may overshoot by a hair
-
-
-class DataError(ValueError):
-    """A data file is missing, unreadable or not in the expected layout."""
 
 
 @dataclass(frozen=True)
@@ -109,17 +107,7 @@ def _checked(path: Path, ann: dict, images: dict, num_classes: int) -> tuple:
 
 
 def load_rgb(record: ImageRecord) -> Image.Image:
-    try:
-        with Image.open(record.path) as image:
-            rgb = image.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"{record.path}: missing (image {record.id}, annotations "
-                        f"{list(record.annotation_ids)})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{record.path}: cannot decode image {record.id} ({e})") from None
-    if rgb.size != (record.width, record.height):
-        raise DataError(f"{record.path}: is {rgb.size[0]}x{rgb.size[1]}, the json says {record.width}x{record.height}")
-    return rgb
+    return detection.load_rgb(record.path, record.id, record.width, record.height, record.annotation_ids)
 
 
 class Detections(Dataset):
@@ -142,33 +130,6 @@ class Detections(Dataset):
                                 dim=1)
         target = {"boxes": boxes, "labels": torch.from_numpy(record.labels.copy()), "image_id": record.id}
         return image, target
-
-
-class FlipSampler(DistributedSampler):
-    """DistributedSampler whose items carry a horizontal flip (probability 0.5, the reference's augmentation).
-
-    The flips are drawn per epoch for the whole dataset from (seed, epoch), in
-    the main process: an image gets the same flip however many ranks and
-    loader workers share the epoch, so runs of different sizes see the same data.
-    """
-
-    def __iter__(self):
-        flips = torch.rand(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch)) < 0.5
-        return ((index, bool(flips[index])) for index in super().__iter__())
-
-
-def collate(batch):
-    images, targets = zip(*batch)
-    return list(images), list(targets)
-
-
-def to_device(batch, device: torch.device):
-    """Images as float in [0, 1] on the device (the uint8 copy is 4x smaller), targets alongside."""
-    images, targets = batch
-    images = [image.to(device, non_blocking=True).float().div_(255) for image in images]
-    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-               for t in targets]
-    return images, targets
 
 
 def build_loaders(root: Path, *, num_classes: int, batch_size: int, eval_batch_size: int, num_workers: int,

@@ -30,6 +30,8 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from common import detection
+from common.detection import BackboneError  # noqa: F401  (raised by load_backbone)
 from retinanet.config import RULES
 
 
@@ -44,10 +46,6 @@ class RetinaNetShape:
     def debug(cls) -> "RetinaNetShape":
         """The CPU smoke run's model: the same detector with ResNet-18 under a 64-channel FPN (see the README)."""
         return cls(backbone="resnet18", fpn_channels=64)
-
-
-class BackboneError(ValueError):
-    """A backbone checkpoint is missing or does not fit the backbone."""
 
 
 def anchor_generator() -> AnchorGenerator:
@@ -80,34 +78,9 @@ def loss(model: RetinaNet, images: list[torch.Tensor], targets: list[dict]) -> t
 def load_backbone(model: RetinaNet, path: Path) -> None:
     """ImageNet weights in torchvision's layout (`resnext50_32x4d-7cdf4587.pth`) into the backbone body.
 
-    The classifier (`fc.*`) is not part of the detector; any other missing,
-    unexpected or mis-shaped tensor is an error naming the file and the key.
+    Every key and shape is checked (`common.detection.load_backbone`); a bad file is a `BackboneError`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise BackboneError(f"backbone checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or non-torch file
-        raise BackboneError(f"{path}: not a readable state dict ({e})") from e
-    if not isinstance(state, dict):
-        raise BackboneError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    body = model.backbone.body
-    want = body.state_dict()
-    have = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
-    missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-    if missing:
-        raise BackboneError(f"{path}: missing backbone key {missing[0]!r} ({len(missing)} missing); expected "
-                            f"torchvision's {type(body).__name__} layout of the configured backbone")
-    if unexpected:
-        raise BackboneError(f"{path}: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected)")
-    for key, tensor in want.items():
-        if tuple(have[key].shape) != tuple(tensor.shape):
-            raise BackboneError(f"{path}: {key!r} has shape {tuple(have[key].shape)}, the backbone's is "
-                                f"{tuple(tensor.shape)}")
-    with torch.no_grad():
-        for key, tensor in want.items():
-            tensor.copy_(have[key])
+    detection.load_backbone(model.backbone.body, path)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from common import loader, schedule
+from common import detection, loader, schedule
 from common.config import parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
@@ -40,16 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backbone-checkpoint", type=Path, default=None,
                         help="ImageNet weights in torchvision's layout (default: the one DATADIR/backbone/*.pth)")
     return parse_run_arguments(parser, BENCH_DIR, argv)
-
-
-def find_backbone(args) -> Path:
-    if args.backbone_checkpoint:
-        return args.backbone_checkpoint
-    found = sorted((args.data_dir / data.BACKBONE_DIR).glob("*.pth"))
-    if len(found) != 1:
-        raise FileNotFoundError(f"expected exactly one {args.data_dir / data.BACKBONE_DIR}/*.pth (found {len(found)}); "
-                                "pass --backbone-checkpoint")
-    return found[0]
 
 
 def parallelize(model: nn.Module, *, device: torch.device, world_size: int, precision: Precision,
@@ -98,7 +88,7 @@ def main(argv=None) -> int:
         cfg = s.cfg
         s.require(not s.precision.fp8, "PRECISION", "retinanet has no FP8 path; use bf16")
         torch.manual_seed(s.seed + s.rank)  # per-rank flips; DDP starts every rank from rank 0's weights
-        checkpoint = find_backbone(args)  # before reading any data: a missing start point is named first
+        checkpoint = detection.find_backbone(args.data_dir, args.backbone_checkpoint)  # before reading any data: a missing start point is named first
         train_loader, eval_loader, train, val = data.build_loaders(
             args.data_dir, num_classes=RULES.num_classes, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch,
             num_workers=s.runtime.num_workers, rank=s.rank, world_size=s.world_size, seed=s.seed,

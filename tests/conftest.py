@@ -18,6 +18,7 @@ BERT_CPU_CONFIG = REPO / "bert" / "config_CPU_1x1x32x1_pack.sh"
 GPT3_CPU_CONFIG = REPO / "gpt3" / "config_CPU_1x1x4x1x1.sh"
 DLRM_CPU_CONFIG = REPO / "dlrm_dcnv2" / "config_CPU_1x1x2048.sh"
 RETINANET_CPU_CONFIG = REPO / "retinanet" / "config_CPU_001x01x004.sh"
+MASKRCNN_CPU_CONFIG = REPO / "maskrcnn" / "config_CPU_001x01x004.sh"
 
 
 def run_bash(script: str, env: dict | None = None, overrides: dict | None = None, timeout: int = 900,
@@ -101,6 +102,17 @@ def retinanet_synthetic(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def retinanet_smoke(retinanet_synthetic, tmp_path_factory):
     return smoke_run("retinanet", RETINANET_CPU_CONFIG, retinanet_synthetic, tmp_path_factory.mktemp("ssd-results"))
+
+
+@pytest.fixture(scope="session")
+def maskrcnn_synthetic(tmp_path_factory) -> Path:
+    """The synthetic COCO 2017-layout set and its pre-trained backbone (about a minute)."""
+    return synthesize("maskrcnn", tmp_path_factory.mktemp("maskrcnn-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def maskrcnn_smoke(maskrcnn_synthetic, tmp_path_factory):
+    return smoke_run("maskrcnn", MASKRCNN_CPU_CONFIG, maskrcnn_synthetic, tmp_path_factory.mktemp("maskrcnn-results"))
 
 
 @pytest.fixture(scope="session")

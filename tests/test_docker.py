@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = [REPO / "Dockerfile.base", *sorted(REPO.glob("*/Dockerfile"))]
-LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "gpt3", "dlrm_dcnv2", "retinanet", "tests"}
+LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "gpt3", "dlrm_dcnv2", "retinanet", "maskrcnn", "tests"}
 # What nvcr.io/nvidia/pytorch images ship (import name -> distribution).
 NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow",
                         "apex": "apex", "transformer_engine": "transformer-engine"}

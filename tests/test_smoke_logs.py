@@ -18,6 +18,7 @@ SMOKES = {
     "gpt3": ("gpt3_smoke", "gpt3", [], "tokens"),
     "dlrm_dcnv2": ("dlrm_smoke", "dlrm_dcnv2", [], "fraction of the epoch"),
     "retinanet": ("retinanet_smoke", "ssd", [], "epochs"),
+    "maskrcnn": ("maskrcnn_smoke", "maskrcnn", [], "epochs"),
 }
 
 pytestmark = pytest.mark.slow

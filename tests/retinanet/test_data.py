@@ -9,7 +9,7 @@ from PIL import Image
 
 from retinanet import data, preprocess
 from retinanet.config import MLPERF_CLASSES
-from retinanet.synthetic import SHAPES, SyntheticSpec, write_images
+from retinanet.synthetic import CLASS_OF, SyntheticSpec, write_images
 
 SPEC = SyntheticSpec(train_images=12, val_images=4)
 
@@ -24,7 +24,7 @@ def small(tmp_path_factory):
 def test_generator_output_reads_back_with_its_quirks(small):
     records = data.read_split(small, "train", len(MLPERF_CLASSES))
     assert len(records) == 12 and all(len(r.labels) >= 1 for r in records)
-    assert {MLPERF_CLASSES[c] for r in records for c in r.labels} <= set(SHAPES)
+    assert {MLPERF_CLASSES[c] for r in records for c in r.labels} <= set(CLASS_OF.values())
     formats = {Image.open(r.path).format + "/" + Image.open(r.path).mode for r in records[:4]}
     assert formats == {"PNG/RGB", "JPEG/L", "JPEG/CMYK", "JPEG/RGB"}  # OpenImages' quirks, in .jpg files
     dataset = data.Detections(records)

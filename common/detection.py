@@ -1,0 +1,173 @@
+"""What the two COCO-style detection benchmarks (retinanet, maskrcnn) share at run time.
+
+- `load_backbone`: ImageNet weights in torchvision's state-dict layout into a
+  detector's ResNet body, every key and shape checked (`BackboneError`);
+  `find_backbone` picks the one `<DATADIR>/backbone/*.pth`.
+- `load_rgb`: an image decoded by content and converted to RGB, its size
+  checked against the annotation file (`DataError` names the file).
+- `FlipSampler`, `collate`, `to_device`: the reference's only augmentation
+  (horizontal flip, p 0.5) drawn per epoch for the whole dataset, lists of
+  images and target dicts, uint8 -> float on the device.
+- `gather_json_on_rank0`, `coco_eval`: every rank's COCO results on rank 0 as
+  one JSON string per rank, scored there by pycocotools' COCOeval.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+import torch.distributed as torch_dist
+import torch.nn as nn
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DistributedSampler
+
+BACKBONE_DIR = "backbone"  # <root>/backbone/<name>.pth: the ImageNet-pretrained backbone a run starts from
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not in the expected layout."""
+
+
+class BackboneError(ValueError):
+    """A backbone checkpoint is missing or does not fit the backbone."""
+
+
+def find_backbone(data_dir: Path, override: Path | None = None) -> Path:
+    """`override`, or the single `<data_dir>/backbone/*.pth`."""
+    if override:
+        return Path(override)
+    found = sorted((Path(data_dir) / BACKBONE_DIR).glob("*.pth"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected exactly one {Path(data_dir) / BACKBONE_DIR}/*.pth (found {len(found)}); "
+                                "pass --backbone-checkpoint")
+    return found[0]
+
+
+def load_backbone(body: nn.Module, path: Path) -> None:
+    """ImageNet weights in torchvision's layout (e.g. `resnet50-0676ba61.pth`) into a detector's ResNet `body`.
+
+    The classifier (`fc.*`) is not part of the detector; any other missing,
+    unexpected or mis-shaped tensor is an error naming the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"backbone checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or non-torch file
+        raise BackboneError(f"{path}: not a readable state dict ({e})") from e
+    if not isinstance(state, dict):
+        raise BackboneError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    want = body.state_dict()
+    have = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    if missing:
+        raise BackboneError(f"{path}: missing backbone key {missing[0]!r} ({len(missing)} missing); expected "
+                            f"torchvision's {type(body).__name__} layout of the configured backbone")
+    if unexpected:
+        raise BackboneError(f"{path}: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected)")
+    for key, tensor in want.items():
+        if tuple(have[key].shape) != tuple(tensor.shape):
+            raise BackboneError(f"{path}: {key!r} has shape {tuple(have[key].shape)}, the backbone's is "
+                                f"{tuple(tensor.shape)}")
+    with torch.no_grad():
+        for key, tensor in want.items():
+            tensor.copy_(have[key])
+
+
+def load_rgb(path: Path, image_id, width: int, height: int, annotation_ids: Sequence = ()) -> Image.Image:
+    """The image at `path` as RGB (grayscale, CMYK and a PNG named .jpg all load), checked to be width x height."""
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing (image {image_id}, annotations {list(annotation_ids)})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot decode image {image_id} ({e})") from None
+    if rgb.size != (width, height):
+        raise DataError(f"{path}: is {rgb.size[0]}x{rgb.size[1]}, the annotations say {width}x{height}")
+    return rgb
+
+
+class FlipSampler(DistributedSampler):
+    """DistributedSampler whose items carry a horizontal flip (probability 0.5, the references' augmentation).
+
+    The flips are drawn per epoch for the whole dataset from (seed, epoch), in
+    the main process: an image gets the same flip however many ranks and
+    loader workers share the epoch, so runs of different sizes see the same data.
+    """
+
+    def __iter__(self):
+        flips = torch.rand(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch)) < 0.5
+        return ((index, bool(flips[index])) for index in super().__iter__())
+
+
+def collate(batch):
+    images, targets = zip(*batch)
+    return list(images), list(targets)
+
+
+def to_device(batch, device: torch.device):
+    """Images as float in [0, 1] on the device (the uint8 copy is 4x smaller), targets alongside."""
+    images, targets = batch
+    images = [image.to(device, non_blocking=True).float().div_(255) for image in images]
+    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
+    return images, targets
+
+
+def gather_json_on_rank0(results: list[dict]) -> list[dict] | None:
+    """Every rank's COCO results on rank 0 (None elsewhere), sent as one JSON string per rank.
+
+    NVIDIA's trick: each rank serialises its detections to JSON text once (it
+    is the format COCO results are in anyway) and rank 0 joins the strings and
+    parses them once, instead of pickling hundreds of thousands of small dicts
+    on every rank and unpickling them all on rank 0. `maskrcnn/bench.py
+    --gather` measures the difference.
+    """
+    text = json.dumps(results, separators=(",", ":"))
+    if not torch_dist.is_initialized() or torch_dist.get_world_size() == 1:
+        return json.loads(text)
+    gathered = [None] * torch_dist.get_world_size() if torch_dist.get_rank() == 0 else None
+    torch_dist.gather_object(text, gathered, dst=0)
+    if gathered is None:
+        return None
+    return json.loads("[" + ",".join(part[1:-1] for part in gathered if part != "[]") + "]")
+
+
+def coco_eval(labels_json: Path, results: Mapping[str, list[dict]], truth=None) -> dict[str, float]:
+    """AP@[.5:.95] (COCOeval stats[0]) per IoU type of `results` ({"bbox": [...], "segm": [...]}).
+
+    Each type's results are scored apart, as the references do (pycocotools
+    derives a segm result's area and box from its mask). `truth`: an already
+    loaded pycocotools COCO of `labels_json` (val2017's takes seconds to load).
+    """
+    from pycocotools.coco import COCO  # imported only for evaluation
+    from pycocotools.cocoeval import COCOeval
+
+    scores = {}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        truth = truth if truth is not None else COCO(str(labels_json))
+        for iou_type, found in results.items():
+            if not found:
+                scores[iou_type] = 0.0
+                continue
+            evaluation = COCOeval(truth, truth.loadRes(found), iouType=iou_type)
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+            scores[iou_type] = float(evaluation.stats[0])
+    return scores
+
+
+def broadcast_scores(scores: dict[str, float] | None, names: Sequence[str], device: torch.device) -> dict:
+    """Rank 0's `scores` (None on the other ranks) on every rank, in the order of `names`."""
+    value = torch.tensor([scores[n] if scores is not None else 0.0 for n in names], dtype=torch.float64,
+                         device=device)
+    if torch_dist.is_initialized():
+        torch_dist.broadcast(value, src=0)
+    return dict(zip(names, value.tolist()))
