@@ -12,13 +12,13 @@ background apart, and saved in torchvision's state-dict layout as
 `backbone/<name>-synthetic.pth` — the file the detector loads, its BatchNorm
 statistics becoming the detector's frozen ones.
 
-A spec (each benchmark's `SyntheticSpec`) provides min_side, max_side,
-max_objects, object_min, object_max, backbone, pretrain_steps, crop_size, seed.
+`ShapeSetSpec` is what each benchmark's `SyntheticSpec` holds (both use it as it is).
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,23 @@ from PIL import Image, ImageDraw
 from common.detection import BACKBONE_DIR
 from common.precision import Precision
 from common.step import TrainStep
+
+@dataclass(frozen=True)
+class ShapeSetSpec:
+    """A synthetic detection set: its size, its images and objects, and the backbone's pre-training."""
+
+    train_images: int = 384
+    val_images: int = 96
+    min_side: int = 64
+    max_side: int = 96
+    max_objects: int = 2
+    object_min: float = 0.4  # object side as a fraction of the image's shorter side
+    object_max: float = 0.75
+    backbone: str = "resnet18"  # the debug models'; a full run's would be its backbone (resnet50, resnext50_32x4d)
+    pretrain_steps: int = 150
+    crop_size: int = 48  # the backbone's pre-training crops
+    seed: int = 0
+
 
 SHAPES = {"disk": (220, 40, 40), "square": (235, 140, 30), "triangle": (40, 170, 60), "bar": (40, 80, 220)}
 DISK_VERTICES = 32  # a disk's outline polygon: within a pixel of the drawn ellipse at these sizes

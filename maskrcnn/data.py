@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from common import detection
-from common.detection import BACKBONE_DIR, DataError, FlipSampler, collate, to_device  # noqa: F401  (the API)
+from common.detection import DataError, to_device  # noqa: F401  (the reader's API)
 
 SPLITS = {"train": "train2017", "val": "val2017"}
 BOX_TOLERANCE = 1.0  # pixels a box may pass the image's edge by (float rounding in the annotation tools)
@@ -177,8 +177,7 @@ class TrainImages(Dataset):
     def __getitem__(self, item):
         index, flip = item if isinstance(item, tuple) else (item, False)
         r = self.records[index]
-        image = torch.from_numpy(np.asarray(detection.load_rgb(r.path, r.id, r.width, r.height, r.annotation_ids),
-                                            dtype=np.uint8).copy()).permute(2, 0, 1)
+        image = detection.image_tensor(r.path, r.id, r.width, r.height, r.annotation_ids)
         keep = np.flatnonzero(r.trainable())
         boxes = torch.from_numpy(r.boxes[keep].copy())
         masks = np.zeros((len(keep), r.height, r.width), np.uint8)
@@ -186,8 +185,7 @@ class TrainImages(Dataset):
             masks[i] = decode_mask(r.segmentations[k], r.height, r.width)
         masks = torch.from_numpy(masks)
         if flip:
-            image, masks = image.flip(-1), masks.flip(-1)
-            boxes = torch.stack([r.width - boxes[:, 2], boxes[:, 1], r.width - boxes[:, 0], boxes[:, 3]], dim=1)
+            image, masks, boxes = image.flip(-1), masks.flip(-1), detection.flip_boxes(boxes, r.width)
         target = {"boxes": boxes, "labels": torch.from_numpy(r.labels[keep].copy()), "masks": masks,
                   "image_id": r.id}
         return image, target
@@ -204,8 +202,7 @@ class EvalImages(Dataset):
 
     def __getitem__(self, index):
         r = self.records[index]
-        rgb = detection.load_rgb(r.path, r.id, r.width, r.height, r.annotation_ids)
-        return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1), {"image_id": r.id}
+        return detection.image_tensor(r.path, r.id, r.width, r.height, r.annotation_ids), {"image_id": r.id}
 
 
 def build_loaders(root: Path, *, num_classes: int, batch_size: int, eval_batch_size: int, num_workers: int,
@@ -219,13 +216,9 @@ def build_loaders(root: Path, *, num_classes: int, batch_size: int, eval_batch_s
     if len(train) < batch_size * world_size:
         raise DataError(f"{labels_path(root, 'train')}: {len(train)} usable training images, fewer than one global "
                         f"batch of {batch_size * world_size}")
-    train_set = TrainImages(train)
-    sampler = FlipSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0,
-                  collate_fn=collate)
-    train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
-    shard = Subset(EvalImages(val), range(rank, len(val), world_size))  # every image once, unflipped
-    eval_loader = DataLoader(shard, batch_size=eval_batch_size, shuffle=False, **common)
+    train_loader, eval_loader = detection.loaders(
+        TrainImages(train), EvalImages(val), batch_size=batch_size, eval_batch_size=eval_batch_size,
+        num_workers=num_workers, rank=rank, world_size=world_size, seed=seed, pin_memory=pin_memory)
     return train_loader, eval_loader, train, val, labels
 
 

@@ -19,14 +19,14 @@ layout) is pre-trained on object crops by `common.shapes.pretrain_backbone`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from common import synthetic
-from common.shapes import draw_image, outline, pretrain_backbone
+from common.shapes import ShapeSetSpec, draw_image, outline, pretrain_backbone
 from maskrcnn.config import COCO_CATEGORIES, RULES
 from maskrcnn.data import image_dir, write_split
 
@@ -35,19 +35,8 @@ CROWD_EVERY = 32  # images 5, 37, 69, ... of each split carry a crowd annotation
 EMPTY_IMAGE = 4  # this image of each split is drawn without objects
 
 
-@dataclass(frozen=True)
-class SyntheticSpec:
-    train_images: int = 384
-    val_images: int = 96
-    min_side: int = 64
-    max_side: int = 96
-    max_objects: int = 2
-    object_min: float = 0.4  # object side as a fraction of the image's shorter side
-    object_max: float = 0.75
-    backbone: str = "resnet18"  # the debug model's; resnet50 for the full model
-    pretrain_steps: int = 150
-    crop_size: int = 48  # the backbone's pre-training crops
-    seed: int = 0
+class SyntheticSpec(ShapeSetSpec):
+    """`common.shapes.ShapeSetSpec` as it is: 384 training and 96 validation images, the ResNet-18 backbone."""
 
 
 def _crowd(rng: np.random.Generator, image: Image.Image) -> dict:

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from common import detection
 from common.detection import BACKBONE_DIR, DataError, FlipSampler, collate, to_device  # noqa: F401  (the reader's API)
@@ -106,10 +105,6 @@ def _checked(path: Path, ann: dict, images: dict, num_classes: int) -> tuple:
     return aid, (x, y, x + w, y + h), category
 
 
-def load_rgb(record: ImageRecord) -> Image.Image:
-    return detection.load_rgb(record.path, record.id, record.width, record.height, record.annotation_ids)
-
-
 class Detections(Dataset):
     """Item (index, flip) -> (image [3, H, W] uint8, target {boxes xyxy, labels, image_id}), flipped when told."""
 
@@ -122,12 +117,10 @@ class Detections(Dataset):
     def __getitem__(self, item):
         index, flip = item if isinstance(item, tuple) else (item, False)
         record = self.records[index]
-        image = torch.from_numpy(np.asarray(load_rgb(record), dtype=np.uint8).copy()).permute(2, 0, 1)
+        image = detection.image_tensor(record.path, record.id, record.width, record.height, record.annotation_ids)
         boxes = torch.from_numpy(record.boxes.copy())
         if flip:
-            image = image.flip(-1)
-            boxes = torch.stack([record.width - boxes[:, 2], boxes[:, 1], record.width - boxes[:, 0], boxes[:, 3]],
-                                dim=1)
+            image, boxes = image.flip(-1), detection.flip_boxes(boxes, record.width)
         target = {"boxes": boxes, "labels": torch.from_numpy(record.labels.copy()), "image_id": record.id}
         return image, target
 
@@ -136,13 +129,9 @@ def build_loaders(root: Path, *, num_classes: int, batch_size: int, eval_batch_s
                   rank: int, world_size: int, seed: int, pin_memory: bool = False):
     """(train loader, this rank's eval loader, train records, eval records)."""
     train, val = read_split(root, "train", num_classes), read_split(root, "validation", num_classes)
-    train_set = Detections(train)
-    sampler = FlipSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0,
-                  collate_fn=collate)
-    train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
-    shard = Subset(Detections(val), range(rank, len(val), world_size))  # every image once, unflipped
-    eval_loader = DataLoader(shard, batch_size=eval_batch_size, shuffle=False, **common)
+    train_loader, eval_loader = detection.loaders(
+        Detections(train), Detections(val), batch_size=batch_size, eval_batch_size=eval_batch_size,
+        num_workers=num_workers, rank=rank, world_size=world_size, seed=seed, pin_memory=pin_memory)
     return train_loader, eval_loader, train, val
 
 

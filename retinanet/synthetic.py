@@ -16,32 +16,21 @@ layout) is pre-trained on object crops by `common.shapes.pretrain_backbone`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from common import synthetic
-from common.shapes import draw_image, pretrain_backbone
+from common.shapes import ShapeSetSpec, draw_image, pretrain_backbone
 from retinanet.config import MLPERF_CLASSES, RULES
 from retinanet.data import write_split
 
 CLASS_OF = {"disk": "Apple", "square": "Box", "triangle": "Tent", "bar": "Flag"}  # common.shapes.SHAPES order
 
-@dataclass(frozen=True)
-class SyntheticSpec:
-    train_images: int = 384
-    val_images: int = 96
-    min_side: int = 64
-    max_side: int = 96
-    max_objects: int = 2
-    object_min: float = 0.4  # object side as a fraction of the image's shorter side
-    object_max: float = 0.75
-    backbone: str = "resnet18"  # the debug model's; resnext50_32x4d for the full model
-    pretrain_steps: int = 150
-    crop_size: int = 48  # the backbone's pre-training crops
-    seed: int = 0
+class SyntheticSpec(ShapeSetSpec):
+    """`common.shapes.ShapeSetSpec` as it is: 384 training and 96 validation images, the ResNet-18 backbone."""
 
 
 def write_images(root: Path, split: str, count: int, rng: np.random.Generator, spec: SyntheticSpec,

@@ -135,3 +135,23 @@ def test_an_images_anchor_and_roi_samples_do_not_depend_on_its_batch():
     pos, neg = together[0]
     assert len(pos) == 128 and len(pos) + len(neg) == 512  # 512 RoIs per image, a quarter positive
     assert model.rpn.fg_bg_sampler.salt != sampler.salt
+
+
+def test_a_training_step_and_inference_run_under_bf16_autocast():
+    """The GPU runs' precision (PRECISION=bf16), exercised through CPU autocast: no dtype mismatch anywhere."""
+    from common.precision import Precision
+    torch.manual_seed(0)
+    model = build_maskrcnn(MaskRCNNShape.debug(), min_size=64, max_size=96)
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[0, 8:40, 16:48] = 1
+    targets = [{"boxes": torch.tensor([[16.0, 8, 48, 40]]), "labels": torch.tensor([5]), "masks": masks}]
+    with Precision("bf16", "cpu").autocast():
+        losses = model([torch.rand(3, 64, 64)], targets)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+    model.eval()
+    with torch.no_grad(), Precision("bf16", "cpu").autocast():
+        out = model([torch.rand(3, 64, 64)])
+    assert out[0]["masks"].shape[1:] == (1, 64, 64)
