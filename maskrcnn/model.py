@@ -13,8 +13,10 @@ It is torchvision's `MaskRCNN` built from the explicit pieces — not
 `maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)`, which silently
 swaps FrozenBatchNorm2d for trainable BatchNorm and trains all five stages
 (44,454,513 parameters instead of 44,347,573). torchvision's defaults are the
-reference's (RPN 256 anchors per image at 0.5 positive, IoU 0.7/0.3; 512 RoIs
-per image at 0.25 positive, IoU 0.5; box coder weights 10/10/5/5).
+reference's (RPN 256 anchors per image at 0.5 positive, IoU 0.7/0.3, smooth
+L1 beta 1/9; 512 RoIs per image at 0.25 positive, IoU 0.5; box coder weights
+10/10/5/5) but one: the RoI box loss is smooth L1 with beta 1, as
+maskrcnn-benchmark's (`ReferenceRoIHeads`; torchvision uses 1/9).
 NUM_IMAGE_CANDIDATES counts over the local batch by default, as NVIDIA's
 1-node config (`FPN_POST_NMS_TOP_N_PER_IMAGE False`, `BatchCandidatesRPN`),
 or per image. `debug` shapes keep the code and narrow the network for CPU runs.
@@ -27,7 +29,9 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection import roi_heads as torchvision_roi_heads
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
@@ -118,6 +122,36 @@ class ImageSeededSampler(BalancedPositiveNegativeSampler):
         return positives, negatives
 
 
+def reference_fastrcnn_loss(class_logits, box_regression, labels, regression_targets):
+    """The RoI heads' loss as maskrcnn-benchmark computes it: cross entropy over the sampled RoIs, and smooth L1
+    with beta 1 (torchvision's `fastrcnn_loss` uses 1/9, the RPN's) over the positives' class-specific boxes,
+    summed and divided by the number of sampled RoIs."""
+    labels = torch.cat(labels, dim=0)
+    regression_targets = torch.cat(regression_targets, dim=0)
+    classification = F.cross_entropy(class_logits, labels)
+    positive = torch.where(labels > 0)[0]
+    boxes = box_regression.reshape(len(class_logits), box_regression.size(-1) // 4, 4)
+    box = F.smooth_l1_loss(boxes[positive, labels[positive]], regression_targets[positive], beta=1.0,
+                           reduction="sum")
+    return classification, box / labels.numel()
+
+
+class ReferenceRoIHeads(torchvision_roi_heads.RoIHeads):
+    """torchvision's RoI heads with the reference's box loss (`reference_fastrcnn_loss`).
+
+    `RoIHeads.forward` calls the module-level `fastrcnn_loss`; this forward
+    puts the reference's in its place for the duration of the call only.
+    """
+
+    def forward(self, *args, **kwargs):
+        torchvision_loss = torchvision_roi_heads.fastrcnn_loss
+        torchvision_roi_heads.fastrcnn_loss = reference_fastrcnn_loss
+        try:
+            return super().forward(*args, **kwargs)
+        finally:
+            torchvision_roi_heads.fastrcnn_loss = torchvision_loss
+
+
 def seed_sampling(model: MaskRCNN, keys: list[tuple[int, ...]]) -> None:
     """Seed the next training forward's sampling per image; `keys` (e.g. (run seed, step, image id)) one per image."""
     seeds = [int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=7).digest(), "little") for key in keys]
@@ -146,7 +180,9 @@ def build_maskrcnn(shape: MaskRCNNShape = MaskRCNNShape(), *, min_size: int = RU
         box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100,
         mask_head=MaskRCNNHeads(channels, (shape.mask_channels,) * 4, 1),
         mask_predictor=MaskRCNNPredictor(shape.mask_channels, shape.mask_channels, shape.num_classes))
-    if not candidates_per_image:  # MaskRCNN builds its RPN itself; the subclass adds behaviour, no state
+    # MaskRCNN builds its RPN and RoI heads itself; these subclasses change behaviour and add no state.
+    model.roi_heads.__class__ = ReferenceRoIHeads
+    if not candidates_per_image:
         model.rpn.__class__ = BatchCandidatesRPN
     for owner, salt in ((model.rpn, 0), (model.roi_heads, 1)):
         sampler = owner.fg_bg_sampler

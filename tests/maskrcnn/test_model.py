@@ -155,3 +155,22 @@ def test_a_training_step_and_inference_run_under_bf16_autocast():
     with torch.no_grad(), Precision("bf16", "cpu").autocast():
         out = model([torch.rand(3, 64, 64)])
     assert out[0]["masks"].shape[1:] == (1, 64, 64)
+
+
+def test_the_roi_box_loss_is_the_references_smooth_l1_with_beta_1():
+    from torchvision.models.detection import roi_heads
+    from maskrcnn.model import ReferenceRoIHeads, reference_fastrcnn_loss
+    model = build_maskrcnn(MaskRCNNShape.debug(), min_size=64, max_size=96)
+    assert isinstance(model.roi_heads, ReferenceRoIHeads)
+    logits = torch.zeros(3, 81)
+    deltas = torch.zeros(3, 81 * 4)
+    labels, targets = [torch.tensor([5, 0, 7])], [torch.tensor([[0.5, 0, 0, 0], [9.0, 9, 9, 9], [2.0, 0, 0, 0]])]
+    _, box = reference_fastrcnn_loss(logits, deltas, labels, targets)
+    by_hand = (0.5 * 0.5 ** 2 + (2.0 - 0.5)) / 3  # beta 1: 0.5 x^2 below 1, |x| - 0.5 above; / sampled RoIs
+    assert box.item() == pytest.approx(by_hand)
+    _, torchvision_box = roi_heads.fastrcnn_loss(logits, deltas, labels, targets)
+    assert torchvision_box.item() != pytest.approx(by_hand)  # beta 1/9
+    torchvision_loss = roi_heads.fastrcnn_loss
+    model([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[8.0, 8, 40, 40]]), "labels": torch.tensor([2]),
+                                     "masks": torch.ones(1, 64, 64, dtype=torch.uint8)}])
+    assert roi_heads.fastrcnn_loss is torchvision_loss  # put back after the forward
