@@ -12,7 +12,8 @@
   drawn per epoch for the whole dataset, the evaluation loader over a rank's
   shard, lists of images and target dicts, uint8 -> float on the device.
 - `gather_json_on_rank0`, `coco_eval`: every rank's COCO results on rank 0 as
-  one JSON string per rank, scored there by pycocotools' COCOeval.
+  one JSON string per rank, scored there by pycocotools' COCOeval (or, as a
+  configured fast path, faster-coco-eval's drop-in).
 """
 from __future__ import annotations
 
@@ -173,19 +174,40 @@ def gather_json_on_rank0(results: list[dict]) -> list[dict] | None:
     return json.loads("[" + ",".join(part[1:-1] for part in gathered if part != "[]") + "]")
 
 
-def coco_eval(labels_json: Path, results: Mapping[str, list[dict]], truth=None) -> dict[str, float]:
+COCO_EVAL_BACKENDS = ("pycocotools", "faster")
+
+
+def load_truth(labels_json: Path, backend: str = "pycocotools"):
+    """The ground truth of `labels_json` as the backend's COCO object (pycocotools, or faster-coco-eval's)."""
+    if backend == "faster":
+        from faster_coco_eval import COCO  # the fast path: imported only when configured
+    elif backend == "pycocotools":
+        from pycocotools.coco import COCO
+    else:
+        raise ValueError(f"COCO evaluation backend {backend!r}: expected one of {', '.join(COCO_EVAL_BACKENDS)}")
+    with contextlib.redirect_stdout(io.StringIO()):  # both print their progress
+        return COCO(str(labels_json))
+
+
+def coco_eval(labels_json: Path, results: Mapping[str, list[dict]], truth=None,
+              backend: str = "pycocotools") -> dict[str, float]:
     """AP@[.5:.95] (COCOeval stats[0]) per IoU type of `results` ({"bbox": [...], "segm": [...]}).
 
-    Each type's results are scored apart, as the references do (pycocotools
-    derives a segm result's area and box from its mask). `truth`: an already
-    loaded pycocotools COCO of `labels_json` (val2017's takes seconds to load).
+    Each type's results are scored apart, as the references do (the loader
+    derives a segm result's area and box from its mask). `backend`:
+    "pycocotools" (the references' COCOeval) or "faster" (faster-coco-eval's
+    `COCOeval_faster`, a C++ drop-in; the same AP on the tests' cases).
+    `truth`: an already loaded ground truth of the same backend
+    (`load_truth`; val2017's takes seconds to load).
     """
-    from pycocotools.coco import COCO  # imported only for evaluation
-    from pycocotools.cocoeval import COCOeval
+    if backend == "faster":
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        from pycocotools.cocoeval import COCOeval
 
+    truth = truth if truth is not None else load_truth(labels_json, backend)
     scores = {}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        truth = truth if truth is not None else COCO(str(labels_json))
+    with contextlib.redirect_stdout(io.StringIO()):
         for iou_type, found in results.items():
             if not found:
                 scores[iou_type] = 0.0

@@ -13,6 +13,7 @@ CANDIDATES_PER_IMAGE = MODEL.RPN.FPN_POST_NMS_TOP_N_PER_IMAGE).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from common.config import env_field
 
@@ -78,6 +79,8 @@ class MaskRCNNConfig:
     eval_batch_size: int = env_field("EVALBATCHSIZE", "per-process evaluation batch (0: BATCHSIZE)", 0)
     min_size: int = env_field("MIN_SIZE", "shorter image side after resizing; the rules' 800", RULES.min_size)
     max_size: int = env_field("MAX_SIZE", "longest image side after resizing; the rules' 1333", RULES.max_size)
+    coco_eval: Literal["pycocotools", "faster"] = env_field(
+        "COCO_EVAL", "COCOeval of the references (pycocotools) or faster-coco-eval's drop-in", "pycocotools")
 
     def __post_init__(self):
         for name, value in (("BATCHSIZE", self.batch_size), ("NUMEPOCHS", self.num_epochs),

@@ -6,7 +6,8 @@ into the original image (probabilities); a mask is its pixels above 0.5,
 RLE-encoded by pycocotools. The results are gathered on rank 0 once, as one
 JSON string per rank (`common.detection.gather_json_on_rank0`: NVIDIA's trick,
 no per-detection pickling), scored there by COCOeval for "bbox" and "segm"
-against the split's json, and both values are sent back to every rank.
+against the split's json (pycocotools, or faster-coco-eval with
+COCO_EVAL=faster), and both values are sent back to every rank.
 """
 from __future__ import annotations
 
@@ -48,26 +49,23 @@ def split_by_type(results: list[dict]) -> dict[str, list[dict]]:
 class Evaluator:
     """Scores the model on the validation set; keeps rank 0's ground truth loaded across evaluations."""
 
-    def __init__(self, labels_json: Path, labels: dict[int, int], device: torch.device):
-        self.labels_json, self.device = Path(labels_json), device
+    def __init__(self, labels_json: Path, labels: dict[int, int], device: torch.device,
+                 backend: str = "pycocotools"):
+        self.labels_json, self.device, self.backend = Path(labels_json), device, backend
         self.coco_id = {label: coco for coco, label in labels.items()}
         self._truth = None
 
     def truth(self):
         if self._truth is None:
-            import contextlib
-            import io
-
-            from pycocotools.coco import COCO
-            with contextlib.redirect_stdout(io.StringIO()):
-                self._truth = COCO(str(self.labels_json))
+            self._truth = detection.load_truth(self.labels_json, self.backend)
         return self._truth
 
     def score(self, results: list[dict] | None) -> dict[str, float] | None:
         """{"BBOX", "SEGM"} of all ranks' results (rank 0); None where `results` is (the other ranks)."""
         if results is None:
             return None
-        scores = detection.coco_eval(self.labels_json, split_by_type(results), truth=self.truth())
+        scores = detection.coco_eval(self.labels_json, split_by_type(results), truth=self.truth(),
+                                     backend=self.backend)
         return {"BBOX": scores["bbox"], "SEGM": scores["segm"]}
 
     def __call__(self, model, batches) -> dict[str, float]:

@@ -142,7 +142,7 @@ def main(argv=None) -> int:
         model = parallelize(model, device=s.device, world_size=s.world_size, precision=s.precision,
                             torch_compile=s.runtime.torch_compile)
         to_device = lambda batch: data.to_device(batch, s.device)  # noqa: E731
-        evaluator = Evaluator(data.labels_path(args.data_dir, "val"), labels, s.device)
+        evaluator = Evaluator(data.labels_path(args.data_dir, "val"), labels, s.device, cfg.coco_eval)
         s.train_to_target(
             schedule.every_n_epochs(cfg.num_epochs, len(train_loader)),  # rules: evaluate every epoch
             build_step(model, cfg, s.precision, s.device, s.seed),

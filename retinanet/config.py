@@ -9,6 +9,7 @@ MODEL_SIZE (full: ResNeXt50-32x4d at 800x800; debug: the same code, see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from common.config import env_field
 
@@ -75,6 +76,8 @@ class RetinaNetConfig:
     warmup_epochs: float = env_field("WARMUP_EPOCHS", "epochs of linear warmup from LR x 1e-3 (0: none)")
     eval_batch_size: int = env_field("EVALBATCHSIZE", "per-process evaluation batch (0: BATCHSIZE)", 0)
     image_size: int = env_field("IMAGE_SIZE", "side every image is resized to; the rules' 800", RULES.image_size)
+    coco_eval: Literal["pycocotools", "faster"] = env_field(
+        "COCO_EVAL", "COCOeval of the reference (pycocotools) or faster-coco-eval's drop-in", "pycocotools")
 
     def __post_init__(self):
         for name, value in (("BATCHSIZE", self.batch_size), ("NUMEPOCHS", self.num_epochs),

@@ -27,16 +27,16 @@ def coco_results(outputs: list[dict], image_ids: list[int]) -> list[dict]:
     return results
 
 
-def coco_map(labels_json: Path, results: list[dict]) -> float:
+def coco_map(labels_json: Path, results: list[dict], backend: str = "pycocotools") -> float:
     """mAP@[.5:.95] (COCOeval stats[0]) of `results` against the ground truth in `labels_json`."""
-    return detection.coco_eval(labels_json, {"bbox": results})["bbox"]
+    return detection.coco_eval(labels_json, {"bbox": results}, backend=backend)["bbox"]
 
 
-def evaluate(model, batches, labels_json: Path, device: torch.device) -> float:
+def evaluate(model, batches, labels_json: Path, device: torch.device, backend: str = "pycocotools") -> float:
     """mAP of `model` (in eval mode) over this rank's validation batches, all ranks together."""
     results = []
     for images, targets in batches:
         results += coco_results(model(images), [t["image_id"] for t in targets])
     everything = detection.gather_json_on_rank0(results)
-    scores = {"bbox": coco_map(labels_json, everything)} if everything is not None else None
+    scores = {"bbox": coco_map(labels_json, everything, backend)} if everything is not None else None
     return detection.broadcast_scores(scores, ["bbox"], device)["bbox"]

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
             build_step(model, cfg, s.precision, s.device, steps_per_epoch),
             loader.on_device(loader.epochs(train_loader), to_device),
             lambda: evaluate(unwrap(model), loader.on_device(eval_loader, to_device),
-                             data.labels_path(args.data_dir, "validation"), s.device),
+                             data.labels_path(args.data_dir, "validation"), s.device, cfg.coco_eval),
             reached=lambda mean_ap: mean_ap >= RULES.target_map,
             hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size),
             train_samples=len(train), eval_samples=len(val))

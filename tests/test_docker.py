@@ -16,7 +16,8 @@ NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy":
                         "apex": "apex", "transformer_engine": "transformer-engine"}
 DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120", "h5py": "h5py",
                    "sentencepiece": "sentencepiece", "zarr": "zarr", "torchrec": "torchrec",
-                   "torchmetrics": "torchmetrics", "pycocotools": "pycocotools"}
+                   "torchmetrics": "torchmetrics", "pycocotools": "pycocotools",
+                   "faster_coco_eval": "faster-coco-eval"}
 
 
 def hadolint() -> str:

@@ -19,7 +19,7 @@ def split(tmp_path_factory):
     return Evaluator(data.labels_path(root, "val"), labels, torch.device("cpu")), records
 
 
-def as_outputs(records, shift=0, erode=False):
+def as_outputs(records, shift=0, erode=False, cut_top=0.0):
     """The ground truth (crowds left out) as the model's outputs: boxes, scores, labels, pasted mask probabilities."""
     outputs = []
     for r in records:
@@ -27,20 +27,39 @@ def as_outputs(records, shift=0, erode=False):
         masks = np.zeros((len(keep), 1, r.height, r.width), np.float32)
         for i, k in enumerate(keep):
             masks[i, 0] = data.decode_mask(r.segmentations[k], r.height, r.width)
+            rows = np.flatnonzero(masks[i, 0].any(1))
             if erode:  # keep only the mask's middle rows
-                rows = np.flatnonzero(masks[i, 0].any(1))
                 masks[i, 0, rows[: len(rows) // 3]] = 0
                 masks[i, 0, rows[2 * len(rows) // 3:]] = 0
+            masks[i, 0, rows[: int(len(rows) * cut_top)]] = 0
         outputs.append({"boxes": torch.from_numpy(r.boxes[keep] + shift), "scores": torch.ones(len(keep)),
                         "labels": torch.from_numpy(r.labels[keep]), "masks": torch.from_numpy(masks)})
     return outputs
 
 
-def test_the_ground_truth_as_detections_scores_1_for_both_metrics(split):
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_the_ground_truth_as_detections_scores_1_for_both_metrics(split, backend):
     evaluator, records = split
+    evaluator = Evaluator(evaluator.labels_json, {v: k for k, v in evaluator.coco_id.items()}, evaluator.device,
+                          backend)
     results = coco_results(as_outputs(records), [r.id for r in records], evaluator.coco_id)
     assert {r["category_id"] for r in results} <= {15, 37, 38, 72}  # COCO ids, not the model's labels
     assert evaluator.score(results) == {"BBOX": pytest.approx(1.0), "SEGM": pytest.approx(1.0)}
+
+
+def test_faster_coco_eval_scores_damaged_detections_as_pycocotools_does(split):
+    evaluator, records = split
+    labels = {v: k for k, v in evaluator.coco_id.items()}
+    ids = [r.id for r in records]
+    rng = np.random.default_rng(1)
+    outputs = as_outputs(records, shift=3.0, cut_top=0.3)
+    for out in outputs:  # scores that order the detections, so that precision varies along the recall axis
+        out["scores"] = torch.from_numpy(rng.uniform(0.1, 1.0, len(out["scores"])).astype(np.float32))
+    results = coco_results(outputs, ids, evaluator.coco_id)
+    slow = Evaluator(evaluator.labels_json, labels, evaluator.device, "pycocotools").score(json.loads(json.dumps(results)))
+    fast = Evaluator(evaluator.labels_json, labels, evaluator.device, "faster").score(json.loads(json.dumps(results)))
+    assert 0.05 < slow["BBOX"] < 0.95 and 0.05 < slow["SEGM"] < 0.95
+    assert fast == {"BBOX": pytest.approx(slow["BBOX"], abs=1e-9), "SEGM": pytest.approx(slow["SEGM"], abs=1e-9)}
 
 
 def test_bad_boxes_and_bad_masks_each_lower_their_own_metric(split):
