@@ -67,7 +67,8 @@ class MaskRCNNConfig:
     batch_size: int = env_field("BATCHSIZE", "per-process (per-GPU) training batch, in images")
     base_lr: float = env_field("BASE_LR", "SGD learning rate after warmup (rules: a multiple of 0.02)")
     warmup_iters: int = env_field("WARMUP_ITERS", "iterations of linear warmup")
-    warmup_factor: float = env_field("WARMUP_FACTOR", "learning rate at iteration 0, as a fraction of BASE_LR")
+    warmup_factor: float = env_field("WARMUP_FACTOR", "mlperf_linear warmup: the LR rises by this much per iteration "
+                                     "up to BASE_LR (NVIDIA: BASE_LR / WARMUP_ITERS)")
     steps: str = env_field("STEPS", "the two iterations the learning rate is multiplied by 0.1 at, e.g. 12000,16000")
     num_epochs: int = env_field("NUMEPOCHS", "give up after this many epochs (an evaluation follows each)")
     num_image_candidates: int = env_field("NUM_IMAGE_CANDIDATES",

@@ -63,10 +63,12 @@ def build_retinanet(shape: RetinaNetShape = RetinaNetShape(), image_size: int = 
                                              shape.fpn_channels,
                                              extra_blocks=LastLevelP6P7(shape.fpn_channels, shape.fpn_channels))
         backbone.out_channels = shape.fpn_channels
-    return RetinaNet(backbone, shape.num_classes, anchor_generator=anchor_generator(),
-                     min_size=image_size, max_size=image_size, fixed_size=(image_size, image_size),
-                     score_thresh=0.05, nms_thresh=0.5, detections_per_img=300, topk_candidates=1000,
-                     fg_iou_thresh=0.5, bg_iou_thresh=0.4)
+    model = RetinaNet(backbone, shape.num_classes, anchor_generator=anchor_generator(),
+                      min_size=image_size, max_size=image_size, fixed_size=(image_size, image_size),
+                      score_thresh=0.05, nms_thresh=0.5, detections_per_img=300, topk_candidates=1000,
+                      fg_iou_thresh=0.5, bg_iou_thresh=0.4)
+    detection.float32_box_math(model.anchor_generator, model.box_coder)  # bf16 would round boxes by 4 px
+    return model
 
 
 def loss(model: RetinaNet, images: list[torch.Tensor], targets: list[dict]) -> torch.Tensor:

@@ -56,8 +56,8 @@ def test_faster_coco_eval_scores_damaged_detections_as_pycocotools_does(split):
     for out in outputs:  # scores that order the detections, so that precision varies along the recall axis
         out["scores"] = torch.from_numpy(rng.uniform(0.1, 1.0, len(out["scores"])).astype(np.float32))
     results = coco_results(outputs, ids, evaluator.coco_id)
-    slow = Evaluator(evaluator.labels_json, labels, evaluator.device, "pycocotools").score(json.loads(json.dumps(results)))
-    fast = Evaluator(evaluator.labels_json, labels, evaluator.device, "faster").score(json.loads(json.dumps(results)))
+    slow, fast = (Evaluator(evaluator.labels_json, labels, evaluator.device, backend).score(
+        json.loads(json.dumps(results))) for backend in ("pycocotools", "faster"))
     assert 0.05 < slow["BBOX"] < 0.95 and 0.05 < slow["SEGM"] < 0.95
     assert fast == {"BBOX": pytest.approx(slow["BBOX"], abs=1e-9), "SEGM": pytest.approx(slow["SEGM"], abs=1e-9)}
 

@@ -119,22 +119,23 @@ def test_backbone_file_in_torchvisions_layout_loads_and_bad_files_are_named(tmp_
 
 
 def test_an_images_anchor_and_roi_samples_do_not_depend_on_its_batch():
+    from maskrcnn.model import seed_sampling
     model = build_maskrcnn(MaskRCNNShape.debug(), min_size=64, max_size=96)
     sampler = model.roi_heads.fg_bg_sampler
     torch.manual_seed(0)
     matched = [torch.randint(0, 4, (3000,)) for _ in range(3)]  # 0 background, >= 1 a class
 
-    def draw(indices):
-        sampler.seeds = [hash((7, 0, i)) & (2**62 - 1) for i in indices]
+    def draw(indices, step=0):
+        seed_sampling(model, [(7, step, i) for i in indices])  # (run seed, step, image id), as seeded_loss keys
         pos, neg = sampler([matched[i] for i in indices])
         return {i: (p.nonzero().flatten().tolist(), n.nonzero().flatten().tolist()) for i, p, n in zip(indices, pos, neg)}
 
     together, alone = draw([0, 1, 2]), draw([2])
     assert together[2] == alone[2]  # the same image, batched differently, samples the same
-    assert together[0] != together[1]
+    assert draw([2], step=1)[2] != alone[2]  # the next step draws anew
     pos, neg = together[0]
     assert len(pos) == 128 and len(pos) + len(neg) == 512  # 512 RoIs per image, a quarter positive
-    assert model.rpn.fg_bg_sampler.salt != sampler.salt
+    assert model.rpn.fg_bg_sampler.seeds == sampler.seeds and model.rpn.fg_bg_sampler.salt != sampler.salt
 
 
 def test_a_training_step_and_inference_run_under_bf16_autocast():
@@ -174,3 +175,36 @@ def test_the_roi_box_loss_is_the_references_smooth_l1_with_beta_1():
     model([torch.rand(3, 64, 64)], [{"boxes": torch.tensor([[8.0, 8, 40, 40]]), "labels": torch.tensor([2]),
                                      "masks": torch.ones(1, 64, 64, dtype=torch.uint8)}])
     assert roi_heads.fastrcnn_loss is torchvision_loss  # put back after the forward
+
+
+def test_anchors_and_decoded_boxes_stay_float32_under_bf16_autocast():
+    from torchvision.models.detection.image_list import ImageList
+    from common.detection import Float32Anchors, Float32BoxCoder
+    model = build_maskrcnn(MaskRCNNShape.debug(), min_size=800, max_size=1333)
+    assert isinstance(model.rpn.anchor_generator, Float32Anchors)
+    assert isinstance(model.rpn.box_coder, Float32BoxCoder) and isinstance(model.roi_heads.box_coder, Float32BoxCoder)
+    images = ImageList(torch.zeros(1, 3, 800, 1216), [(800, 1216)])
+    features = [torch.zeros(1, 8, 800 // s, 1216 // s, dtype=torch.bfloat16) for s in (4, 8, 16, 32, 64)]
+    anchors = model.rpn.anchor_generator(images, features)[0]
+    assert anchors.dtype == torch.float32
+    exact = model.rpn.anchor_generator(images, [f.float() for f in features])[0]
+    assert torch.equal(anchors, exact)
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    plain = AnchorGenerator(model.rpn.anchor_generator.sizes, model.rpn.anchor_generator.aspect_ratios)
+    assert torch.equal(plain(images, [f.float() for f in features])[0], exact)  # float32 runs: unchanged
+    assert (plain(images, features)[0].float() - exact).abs().max() >= 2.0  # what bf16 anchors would be off by
+    codes = torch.tensor([[0.013, -0.021, 0.05, -0.04]], dtype=torch.bfloat16)
+    boxes = torch.tensor([[1000.3, 700.7, 1200.9, 790.1]])
+    decoded = model.rpn.box_coder.decode_single(codes, boxes)
+    assert decoded.dtype == torch.float32
+    torch.testing.assert_close(decoded, model.rpn.box_coder.decode_single(codes.float(), boxes))
+    rounded = boxes.to(torch.bfloat16)  # what torchvision's coder would decode from
+    assert (rounded.float() - boxes).abs().max() > 0.2
+
+
+def test_torchvisions_one_call_builder_is_the_trap_the_docstring_names():
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+    with torch.device("meta"):
+        trap = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=81)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in trap.modules())
+    assert sum(p.numel() for p in trap.parameters() if p.requires_grad) == 44_400_693  # all of them

@@ -69,7 +69,7 @@ def test_every_key_the_closed_ruleset_checks_is_logged():
     logged = hyperparameters(nvidia_1x8(), 96)
     assert checked - set(logged) == {"eval_accuracy"}
     assert logged["opt_learning_rate_decay_steps"] == [12000, 16000]
-    assert logged["num_image_candidates"] % 1000 == 0
+    assert logged["num_image_candidates"] == 12000
 
 
 def test_steps_must_be_two_increasing_iterations(tmp_path):
