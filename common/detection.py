@@ -12,15 +12,14 @@
   rank's share with the reference's only augmentation (horizontal flip, p 0.5)
   drawn per epoch for the whole dataset, the evaluation loader over a rank's
   shard, lists of images and target dicts, uint8 -> float on the device.
-- `gather_json_on_rank0`, `coco_eval`: every rank's COCO results on rank 0 as
-  one JSON string per rank, scored there by pycocotools' COCOeval (or, as a
-  configured fast path, faster-coco-eval's drop-in).
+- `gather_on_rank0`, `coco_eval`: every rank's COCO results on rank 0 in
+  one gather, scored there by pycocotools' COCOeval (or, as a configured fast
+  path, faster-coco-eval's drop-in).
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -185,27 +184,23 @@ def to_device(batch, device: torch.device):
     return images, targets
 
 
-def gather_json_on_rank0(results: list[dict]) -> list[dict] | None:
-    """Every rank's COCO results on rank 0 (None elsewhere), sent as one JSON string per rank.
+def gather_on_rank0(results: list[dict]) -> list[dict] | None:
+    """Every rank's COCO results on rank 0 (None elsewhere), in one `gather_object` of each rank's list.
 
-    The equivalent of NVIDIA's trick (v3.0 maskrcnn, coco_eval.py: each rank
-    json-dumps its results, joins the strings, and the joined bytes are
-    gathered as a tensor, split and de-duplicated on rank 0): COCO results are
-    JSON text anyway, so each rank serialises its list once and ships one str
-    — `gather_object` pickles a single string at memcpy speed instead of
-    hundreds of thousands of small dicts — and rank 0 joins the strings and
-    parses once. No de-duplication is needed: the evaluation shards cover each
-    image exactly once (`loaders`), where NVIDIA's padded sampler repeats
-    some. `maskrcnn/bench.py --gather` measures both serialisations.
+    NVIDIA's v3.0 maskrcnn (coco_eval.py) instead json-dumps each result on
+    its rank, joins the strings and gathers the bytes as a tensor, then splits
+    and de-duplicates them on rank 0. Measured here (`maskrcnn/bench.py
+    --gather`, docs/perf/maskrcnn_gather.md) on val2017-sized results, Python's
+    pickle of the dicts is both faster and smaller than one JSON string, so
+    the list is pickled; no de-duplication is needed, the evaluation shards
+    cover each image exactly once (`loaders`), where NVIDIA's padded sampler
+    repeats some.
     """
-    text = json.dumps(results, separators=(",", ":"))
     if not torch_dist.is_initialized() or torch_dist.get_world_size() == 1:
-        return json.loads(text)
+        return results
     gathered = [None] * torch_dist.get_world_size() if torch_dist.get_rank() == 0 else None
-    torch_dist.gather_object(text, gathered, dst=0)
-    if gathered is None:
-        return None
-    return json.loads("[" + ",".join(part[1:-1] for part in gathered if part != "[]") + "]")
+    torch_dist.gather_object(results, gathered, dst=0)
+    return [r for part in gathered for r in part] if gathered is not None else None
 
 
 COCO_EVAL_BACKENDS = ("pycocotools", "faster")

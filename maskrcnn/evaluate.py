@@ -4,8 +4,8 @@ Each rank runs inference on its shard of val2017. The model's post-processing
 returns boxes in original-image pixels and each detection's 28x28 mask pasted
 into the original image (probabilities); a mask is its pixels above 0.5,
 RLE-encoded by pycocotools. The results are gathered on rank 0 once, as one
-JSON string per rank (`common.detection.gather_json_on_rank0`: NVIDIA's trick,
-no per-detection pickling), scored there by COCOeval for "bbox" and "segm"
+gather of each rank's list (`common.detection.gather_on_rank0`; NVIDIA's
+JSON-string trick measured slower here), scored there by COCOeval for "bbox" and "segm"
 against the split's json (pycocotools, or faster-coco-eval with
 COCO_EVAL=faster), and both values are sent back to every rank.
 """
@@ -73,5 +73,5 @@ class Evaluator:
         results = []
         for images, targets in batches:
             results += coco_results(model(images), [t["image_id"] for t in targets], self.coco_id)
-        gathered = detection.gather_json_on_rank0(results)
+        gathered = detection.gather_on_rank0(results)
         return detection.broadcast_scores(self.score(gathered), METRICS, self.device)

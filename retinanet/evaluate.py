@@ -2,7 +2,7 @@
 
 Each rank runs inference on its shard of the validation images; the
 detections (boxes in original-image pixels, as the model's post-processing
-returns them) are gathered on rank 0 once, as JSON text (`common.detection`),
+returns them) are gathered on rank 0 once (`common.detection.gather_on_rank0`),
 scored there by `COCOeval(iouType "bbox")` against the split's json, and the
 mAP is sent back to every rank.
 """
@@ -37,6 +37,6 @@ def evaluate(model, batches, labels_json: Path, device: torch.device, backend: s
     results = []
     for images, targets in batches:
         results += coco_results(model(images), [t["image_id"] for t in targets])
-    everything = detection.gather_json_on_rank0(results)
+    everything = detection.gather_on_rank0(results)
     scores = {"bbox": coco_map(labels_json, everything, backend)} if everything is not None else None
     return detection.broadcast_scores(scores, ["bbox"], device)["bbox"]
