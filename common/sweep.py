@@ -70,8 +70,13 @@ def describe(r: dict) -> str:
         return f"seed {r['seed']}: no log (see {Path(r['log']).parent}/output.txt)"
     reached = "reached" if r["status"] == "success" else "did NOT reach"
     return (f"seed {r['seed']}: {reached} the target, quality {_quality(r['quality'])} at epoch_num "
-            f"{r['epoch_num']:.6g} ({r['evals']} evals), {r['minutes'] or 0:.2f} min to target, checker "
+            f"{_number(r['epoch_num'])} ({r['evals']} evals), {r['minutes'] or 0:.2f} min to target, checker "
             f"{r['checker']}")
+
+
+def _number(value) -> str:
+    """epoch_num as the tables show it; '-' for a run that ended before its first evaluation."""
+    return "-" if value is None else f"{value:.6g}"
 
 
 def _quality(value) -> str:
@@ -94,7 +99,7 @@ def table(bench: str, results: list[dict], command: str) -> str:
     for r in results:
         verdict = r.get("checker", "no log") if r["passed"] else f"FAILED ({r.get('status', 'no log')})"
         lines.append(f"| {r['seed']} | {verdict} | {r.get('evals', '-')} | {_quality(r.get('quality'))} "
-                     f"| {r.get('epoch_num', '-'):.6g} | {r.get('minutes') or 0:.2f} |" if "status" in r else
+                     f"| {_number(r.get('epoch_num'))} | {r.get('minutes') or 0:.2f} |" if "status" in r else
                      f"| {r['seed']} | {verdict} | - | - | - | - |")
     return "\n".join(lines) + "\n"
 

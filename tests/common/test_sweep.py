@@ -36,3 +36,11 @@ def test_a_sweep_resumes_from_the_seeds_it_already_ran(tmp_path, monkeypatch):
     ran.clear()
     sweep.main(["toy", "--seeds", "1-3", "--out", str(tmp_path / "t.md")])
     assert ran == []  # every seed kept
+
+
+def test_a_run_that_ended_before_its_first_evaluation_is_described_and_tabled():
+    from common.sweep import describe, table
+    aborted = {"seed": 5, "passed": False, "wall_s": 60.0, "log": "x/sweep_1.log", "status": "aborted",
+               "minutes": 1.8, "evals": 0, "quality": None, "epoch_num": None, "checker": "FAILED"}
+    assert "did NOT reach the target, quality - at epoch_num - (0 evals)" in describe(aborted)
+    assert "| 5 | FAILED (aborted) | 0 | - | - | 1.80 |" in table("maskrcnn", [aborted], "cmd")
