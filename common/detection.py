@@ -142,6 +142,21 @@ def load_rgb(path: Path, image_id, width: int, height: int, annotation_ids: Sequ
     return rgb
 
 
+class Records(Dataset):
+    """A dataset over a list of image records; items are an index or (index, flip), as `FlipSampler` yields."""
+
+    def __init__(self, records: list):
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def record(self, item) -> tuple:
+        """(the record, whether to flip it) of an item."""
+        index, flip = item if isinstance(item, tuple) else (item, False)
+        return self.records[index], flip
+
+
 class FlipSampler(DistributedSampler):
     """DistributedSampler whose items carry a horizontal flip (probability 0.5, the references' augmentation).
 

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from common import detection
 from common.detection import DataError, to_device  # noqa: F401  (the reader's API)
@@ -52,10 +51,13 @@ class ImageRecord:
     segmentations: tuple  # per annotation: a list of polygons or an RLE dict
     annotation_ids: tuple
 
+    def wide_enough(self) -> np.ndarray:
+        """Per annotation: its box is wider and taller than 1 px."""
+        return (self.boxes[:, 2:] - self.boxes[:, :2] > MIN_BOX_SIDE).all(axis=1)
+
     def trainable(self) -> np.ndarray:
         """The annotations that are training targets: not crowds, wider and taller than 1 px."""
-        sides = self.boxes[:, 2:] - self.boxes[:, :2]
-        return ~self.crowd & (sides > MIN_BOX_SIDE).all(axis=1)
+        return ~self.crowd & self.wide_enough()
 
 
 def labels_path(root: Path, split: str) -> Path:
@@ -157,26 +159,14 @@ def decode_mask(segmentation, height: int, width: int) -> np.ndarray:
 
 def trainable_records(records: list[ImageRecord]) -> list[ImageRecord]:
     """The reference's training filter: images with at least one box wider and taller than 1 px (crowds count)."""
-    keep = []
-    for r in records:
-        sides = r.boxes[:, 2:] - r.boxes[:, :2]
-        if len(r.boxes) and (sides > MIN_BOX_SIDE).all(axis=1).any():
-            keep.append(r)
-    return keep
+    return [r for r in records if r.wide_enough().any()]
 
 
-class TrainImages(Dataset):
+class TrainImages(detection.Records):
     """Item (index, flip) -> (image [3, H, W] uint8, target {boxes xyxy, labels, masks [n, H, W] uint8, image_id})."""
 
-    def __init__(self, records: list[ImageRecord]):
-        self.records = records
-
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __getitem__(self, item):
-        index, flip = item if isinstance(item, tuple) else (item, False)
-        r = self.records[index]
+        r, flip = self.record(item)
         image = detection.image_tensor(r.path, r.id, r.width, r.height, r.annotation_ids)
         keep = np.flatnonzero(r.trainable())
         boxes = torch.from_numpy(r.boxes[keep].copy())
@@ -191,14 +181,8 @@ class TrainImages(Dataset):
         return image, target
 
 
-class EvalImages(Dataset):
+class EvalImages(detection.Records):
     """Index -> (image [3, H, W] uint8, {image_id}): inference needs no targets."""
-
-    def __init__(self, records: list[ImageRecord]):
-        self.records = records
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index):
         r = self.records[index]

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from common import detection
-from common.detection import BACKBONE_DIR, DataError, FlipSampler, collate, to_device  # noqa: F401  (the reader's API)
+from common.detection import DataError, FlipSampler, collate, to_device  # noqa: F401  (the reader's API)
 
 LABELS = "labels/openimages-mlperf.json"
 SPLITS = ("train", "validation")
@@ -105,18 +104,11 @@ def _checked(path: Path, ann: dict, images: dict, num_classes: int) -> tuple:
     return aid, (x, y, x + w, y + h), category
 
 
-class Detections(Dataset):
+class Detections(detection.Records):
     """Item (index, flip) -> (image [3, H, W] uint8, target {boxes xyxy, labels, image_id}), flipped when told."""
 
-    def __init__(self, records: list[ImageRecord]):
-        self.records = records
-
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __getitem__(self, item):
-        index, flip = item if isinstance(item, tuple) else (item, False)
-        record = self.records[index]
+        record, flip = self.record(item)
         image = detection.image_tensor(record.path, record.id, record.width, record.height, record.annotation_ids)
         boxes = torch.from_numpy(record.boxes.copy())
         if flip:
