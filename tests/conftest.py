@@ -19,6 +19,7 @@ GPT3_CPU_CONFIG = REPO / "gpt3" / "config_CPU_1x1x4x1x1.sh"
 DLRM_CPU_CONFIG = REPO / "dlrm_dcnv2" / "config_CPU_1x1x2048.sh"
 RETINANET_CPU_CONFIG = REPO / "retinanet" / "config_CPU_001x01x004.sh"
 MASKRCNN_CPU_CONFIG = REPO / "maskrcnn" / "config_CPU_001x01x004.sh"
+UNET3D_CPU_CONFIG = REPO / "unet3d" / "config_CPU_1x1x4.sh"
 
 
 def run_bash(script: str, env: dict | None = None, overrides: dict | None = None, timeout: int = 900,
@@ -116,6 +117,17 @@ def maskrcnn_smoke(maskrcnn_synthetic, tmp_path_factory):
     # is still open, and a random draw must not decide CI.
     return smoke_run("maskrcnn", MASKRCNN_CPU_CONFIG, maskrcnn_synthetic, tmp_path_factory.mktemp("maskrcnn-results"),
                      SEED="3")
+
+
+@pytest.fixture(scope="session")
+def unet3d_synthetic(tmp_path_factory) -> Path:
+    """The 210 synthetic KiTS19-layout cases (a few seconds)."""
+    return synthesize("unet3d", tmp_path_factory.mktemp("unet3d-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def unet3d_smoke(unet3d_synthetic, tmp_path_factory):
+    return smoke_run("unet3d", UNET3D_CPU_CONFIG, unet3d_synthetic, tmp_path_factory.mktemp("unet3d-results"))
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = [REPO / "Dockerfile.base", *sorted(REPO.glob("*/Dockerfile"))]
-LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "gpt3", "dlrm_dcnv2", "retinanet", "maskrcnn", "tests"}
+LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "gpt3", "dlrm_dcnv2", "retinanet", "maskrcnn", "unet3d", "tests"}
 # What nvcr.io/nvidia/pytorch images ship (import name -> distribution).
 NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow",
                         "apex": "apex", "transformer_engine": "transformer-engine"}
 DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120", "h5py": "h5py",
                    "sentencepiece": "sentencepiece", "zarr": "zarr", "torchrec": "torchrec",
                    "torchmetrics": "torchmetrics", "pycocotools": "pycocotools",
-                   "faster_coco_eval": "faster-coco-eval"}
+                   "faster_coco_eval": "faster-coco-eval", "scipy": "scipy", "nibabel": "nibabel"}
 
 
 def hadolint() -> str:

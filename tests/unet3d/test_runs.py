@@ -1,0 +1,49 @@
+"""End-to-end CPU runs of the 3D U-Net on the synthetic KiTS19-layout cases (a minute or two)."""
+import subprocess
+import sys
+
+import pytest
+
+from compliance.check import read_events, run_checker, summarize
+from tests.conftest import REPO, UNET3D_CPU_CONFIG, config_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_cpu_smoke_run_reaches_the_target_and_passes_the_checker(unet3d_smoke):
+    proc, log = unet3d_smoke
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    passed, output = run_checker(log)
+    assert passed, output
+    run = summarize(log)
+    assert (run.benchmark, run.status, run.synthetic) == ("unet3d", "success", True)
+    events = read_events(log)
+    dice = [e["value"] for e in events if e["key"] == "eval_accuracy"]
+    assert 0.908 <= dice[-1] < 1.0 and all(d < 0.908 for d in dice[:-1])
+    value = {e["key"]: e["value"] for e in events}
+    assert (value["train_samples"], value["eval_samples"], value["samples_per_epoch"]) == (168, 42, 168)
+    assert (value["training_input_shape"], value["validation_overlap"], value["oversampling"]) == ([32] * 3, 0.5, 0.4)
+    assert "RESULT,unet3d," in proc.stdout
+
+
+def one_epoch(root, tmp_path, nproc, batch):
+    log = tmp_path / f"run_{nproc}.log"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
+        if nproc > 1 else [sys.executable]
+    proc = subprocess.run([*cmd, "-m", "unet3d.train", "--data-dir", str(root), "--seed", "4", "--log-file",
+                           str(log)], cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env=config_env(UNET3D_CPU_CONFIG, MAX_EPOCHS="1", START_EVAL_AT="1", BATCH_SIZE=str(batch),
+                                         DGXNGPU=str(nproc), DATALOADER_WORKERS="0"))
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]  # one epoch, short of the target
+    events = read_events(log)
+    loss = next(e["value"]["train_loss"] for e in events if e["key"] == "tracked_stats")
+    return loss, next(e["value"] for e in events if e["key"] == "eval_accuracy"), events
+
+
+def test_two_gloo_processes_train_and_score_like_one_on_the_same_global_batch(unet3d_synthetic, tmp_path):
+    loss_one, dice_one, _ = one_epoch(unet3d_synthetic, tmp_path, 1, 8)
+    loss_two, dice_two, events = one_epoch(unet3d_synthetic, tmp_path, 2, 4)
+    value = {e["key"]: e["value"] for e in events}
+    assert (value["global_batch_size"], value["samples_per_epoch"]) == (8, 168)
+    assert loss_two == pytest.approx(loss_one, rel=1e-4)  # same patches, gradients averaged over the ranks
+    assert dice_two == pytest.approx(dice_one, abs=1e-4)  # 21 + 21 cases scored on two ranks, averaged over 42

@@ -1,0 +1,228 @@
+"""Preprocessed KiTS19 in the MLPerf layout: one pair of numpy files per case.
+
+    <root>/case_XXXXX_x.npy   float32 (1, D, H, W)  CT resampled to 1.6 x 1.2 x 1.2 mm, clipped, normalised
+    <root>/case_XXXXX_y.npy   uint8   (1, D, H, W)  0 background, 1 kidney, 2 tumor
+
+The 42 cases of `config.VALIDATION_CASES` are evaluated, the others train.
+`read_split` checks every file's header before a run starts (no data is read):
+a missing partner, a wrong dtype or shape, a side shorter than the training
+patch, or a file cut short is a `DataError` naming the file. Volumes are
+memory-mapped; a training sample is one patch (`RandBalancedCrop` of the
+reference: with probability `oversampling` around one of the two largest
+objects of a randomly chosen foreground class, otherwise anywhere), then the
+reference's augmentations: a flip of each axis with probability 1/3, brightness
+(probability 0.1) and Gaussian noise (probability 0.1). Every random draw of a
+sample comes from (seed, epoch, case index) — `EpochSampler` hands the epoch
+to the dataset — so a case gets the same patch however many ranks and loader
+workers share the epoch.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from unet3d.config import RULES, VALIDATION_CASES
+
+CASE_FILE = re.compile(r"case_(\d{5})_x\.npy")
+LABEL_VALUES = 3  # 0 background, 1 kidney, 2 tumor
+
+
+class DataError(ValueError):
+    """A dataset file is missing, of the wrong kind, or corrupt."""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: int
+    image: Path
+    label: Path
+    shape: tuple  # (D, H, W)
+
+    @property
+    def name(self) -> str:
+        return f"case_{self.id:05d}"
+
+
+def case_paths(root: Path, case_id: int) -> tuple[Path, Path]:
+    return Path(root) / f"case_{case_id:05d}_x.npy", Path(root) / f"case_{case_id:05d}_y.npy"
+
+
+def open_array(path: Path, dtype: np.dtype) -> np.ndarray:
+    """The file memory-mapped, checked to be a (1, D, H, W) array of `dtype` that is all there."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except (ValueError, OSError, EOFError) as e:  # a header cut short, or fewer bytes than the header promises
+        raise DataError(f"{path}: not a complete .npy file ({e}); truncated or corrupt") from e
+    if array.dtype != dtype or array.ndim != 4 or array.shape[0] != 1:
+        raise DataError(f"{path}: {array.dtype} {tuple(array.shape)}; expected {np.dtype(dtype)} (1, D, H, W)")
+    return array
+
+
+def read_case(root: Path, case_id: int, min_side: int = 1) -> Case:
+    image_path, label_path = case_paths(root, case_id)
+    image, label = open_array(image_path, np.float32), open_array(label_path, np.uint8)
+    if image.shape != label.shape:
+        raise DataError(f"{label_path}: shape {label.shape} differs from {image_path.name}'s {image.shape}")
+    if min(image.shape[1:]) < min_side:
+        raise DataError(f"{image_path}: shape {image.shape}; every side must be >= {min_side}, the training patch "
+                        f"(the preprocessing pads to {RULES.min_shape})")
+    return Case(case_id, image_path, label_path, tuple(image.shape[1:]))
+
+
+def read_split(root: Path, min_side: int = 1) -> tuple[list[Case], list[Case]]:
+    """(training cases, validation cases) of the dataset in `root`, each checked (module docstring)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory; expected the preprocessed KiTS19 cases (case_XXXXX_x.npy)")
+    ids = sorted(int(m.group(1)) for m in map(CASE_FILE.fullmatch, os.listdir(root)) if m)
+    if not ids:
+        raise DataError(f"{root}: no case_XXXXX_x.npy files; run `python3 -m unet3d.preprocess` on raw KiTS19 first")
+    missing = sorted(set(VALIDATION_CASES) - set(ids))
+    if missing:
+        raise DataError(f"{root}: validation case(s) {', '.join(f'{i:05d}' for i in missing)} missing "
+                        f"(expected case_XXXXX_x.npy and _y.npy for all {len(VALIDATION_CASES)})")
+    cases = [read_case(root, i, min_side) for i in ids]
+    validation = set(VALIDATION_CASES)
+    return [c for c in cases if c.id not in validation], [c for c in cases if c.id in validation]
+
+
+def write_case(root: Path, case_id: int, image: np.ndarray, label: np.ndarray) -> None:
+    """Both files of a case, each written whole or not at all (a temporary file renamed into place), label last."""
+    if image.dtype != np.float32 or label.dtype != np.uint8 or image.shape != label.shape or image.ndim != 4:
+        raise ValueError(f"case {case_id}: image {image.dtype} {image.shape}, label {label.dtype} {label.shape}; "
+                         "expected float32 and uint8 of one (1, D, H, W) shape")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for array, path in zip((image, label), case_paths(root, case_id)):
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        tmp.replace(path)
+
+
+# --- training patches: the reference's RandBalancedCrop and augmentations ---
+
+def random_crop(shape: tuple, patch: int, rng: np.random.Generator) -> tuple[slice, ...]:
+    return tuple(slice(start, start + patch) for start in (int(rng.integers(0, s - patch + 1)) for s in shape))
+
+
+def _fit(start: int, stop: int, size: int, patch: int, rng: np.random.Generator) -> slice:
+    """Grow (or shrink) [start, stop) to `patch` voxels, split at random between the two ends, kept inside."""
+    diff = patch - (stop - start)
+    take = int(rng.integers(0, abs(diff))) if diff else 0
+    if diff >= 0:
+        low, high = max(0, start - take), min(size, stop + diff - take)
+    else:
+        low, high = start + take, stop - (-diff - take)
+    short = patch - (high - low)  # clipped at a border: move the window inwards
+    if short > 0:
+        if low == 0:
+            high += short
+        else:
+            low -= short
+    return slice(low, high)
+
+
+def foreground_crop(label: np.ndarray, patch: int, rng: np.random.Generator) -> tuple[slice, ...] | None:
+    """A patch around one of the two largest connected objects (by bounding box) of a random foreground class;
+    None when the case has no foreground."""
+    classes = np.unique(label[label > 0])
+    if classes.size == 0:
+        return None
+    components, _ = scipy.ndimage.label(label == rng.choice(classes))
+    boxes = [b for b in scipy.ndimage.find_objects(components) if b is not None]
+    volumes = [np.prod([s.stop - s.start for s in box]) for box in boxes]
+    largest = [boxes[i] for i in np.argsort(volumes, kind="stable")[-2:]]
+    box = largest[int(rng.integers(0, len(largest)))]
+    return tuple(_fit(s.start, s.stop, size, patch, rng) for s, size in zip(box, label.shape))
+
+
+def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's training transforms, in its order: flips, brightness, noise."""
+    for axis in range(3):
+        if rng.random() < 1 / 3:
+            image, label = np.flip(image, axis), np.flip(label, axis)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if rng.random() < 0.1:
+        # The reference scales by 1 + U(0.7, 1.3), i.e. by 1.7-2.3 (its factor 0.3 is added to 1 twice).
+        image = image * np.float32(1 + rng.uniform(1 - 0.3, 1 + 0.3))
+    if rng.random() < 0.1:
+        image = image + rng.normal(0.0, rng.uniform(0.0, 0.1), image.shape).astype(np.float32)
+    return image, np.ascontiguousarray(label)
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler whose items are (case index, epoch), so that a sample's random draws can depend on both."""
+
+    def __iter__(self):
+        return ((index, self.epoch) for index in super().__iter__())
+
+
+class TrainPatches(Dataset):
+    """One augmented patch per case and epoch; items are (case index, epoch) from `EpochSampler`."""
+
+    def __init__(self, cases: list[Case], patch: int, oversampling: float, seed: int):
+        self.cases, self.patch, self.oversampling, self.seed = cases, patch, oversampling, seed
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, epoch = item
+        case = self.cases[index]
+        rng = np.random.default_rng((self.seed, epoch, index))
+        image, label = open_array(case.image, np.float32)[0], open_array(case.label, np.uint8)[0]
+        window = None
+        if rng.random() < self.oversampling:
+            window = foreground_crop(np.asarray(label), self.patch, rng)
+        if window is None:
+            window = random_crop(case.shape, self.patch, rng)
+        image, label = augment(image[window], label[window], rng)
+        if label.max(initial=0) >= LABEL_VALUES:
+            raise DataError(f"{case.label}: label {int(label.max())}; expected 0 (background), 1 (kidney), 2 (tumor)")
+        return torch.from_numpy(image[None]), torch.from_numpy(label[None])
+
+
+class EvalVolumes(Dataset):
+    """Whole validation volumes, (1, D, H, W) image and label."""
+
+    def __init__(self, cases: list[Case]):
+        self.cases = cases
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        case = self.cases[index]
+        image, label = open_array(case.image, np.float32), open_array(case.label, np.uint8)
+        return torch.from_numpy(np.array(image)), torch.from_numpy(np.array(label))
+
+
+def build_loaders(root: Path, *, patch: int, batch_size: int, num_workers: int, rank: int, world_size: int,
+                  seed: int, pin_memory: bool = False):
+    """(training loader, this rank's evaluation loader, training cases, validation cases).
+
+    Training drops the last incomplete global batch (the reference's drop_last); evaluation gives rank r
+    the validation cases r, r + world_size, ..., one volume at a time.
+    """
+    train, val = read_split(root, min_side=patch)
+    train_set = TrainPatches(train, patch, RULES.oversampling, seed)
+    sampler = EpochSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+    train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
+    shard = Subset(EvalVolumes(val), range(rank, len(val), world_size))
+    return train_loader, DataLoader(shard, batch_size=1, shuffle=False, **common), train, val
+
+
+def to_device(batch, device: torch.device):
+    image, label = batch
+    return image.to(device, non_blocking=True), label.to(device, non_blocking=True)
