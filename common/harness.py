@@ -108,13 +108,16 @@ def format_quality(quality: Quality) -> str:
 
 def train_to_target(run: MLPerfRun, schedule: Sequence[Block], step: TrainStep, batches: Iterator,
                     evaluate: Callable[[], Quality], reached: Callable[[Quality], bool],
-                    progress: Callable[[int], float] | None = None) -> bool:
+                    progress: Callable[[int], float] | None = None,
+                    diverged: Callable[[Quality], bool] | None = None) -> bool:
     """Train and evaluate block by block until `reached(quality)`; see the module docstring.
 
     `progress(samples_trained)` is the `epoch_num` an evaluation is logged at
     when a benchmark measures it (BERT: the sequences actually trained);
-    otherwise the block's nominal one. Returns whether the target was reached;
-    the run is marked successful only then.
+    otherwise the block's nominal one. `diverged(quality)` ends the run there
+    (aborted), for a reference that gives up on a collapsed model (unet3d:
+    Dice below 1e-6). Returns whether the target was reached; the run is
+    marked successful only then.
     """
     log = run.logger
     for block in schedule:
@@ -148,6 +151,10 @@ def train_to_target(run: MLPerfRun, schedule: Sequence[Block], step: TrainStep, 
         if quality is not None and reached(quality):
             run.succeed()
             return True
+        if quality is not None and diverged is not None and diverged(quality):
+            if log.enabled:
+                print(f"the model diverged (eval accuracy {format_quality(quality)}): giving up", flush=True)
+            return False
     if log.enabled:
         print("out of epochs before reaching the quality target", flush=True)
     return False

@@ -76,7 +76,8 @@ class Session:
     def train_to_target(self, schedule: Sequence[Block], step: TrainStep, batches: Iterator,
                         evaluate: Callable[[], Any], *, reached: Callable[[Any], bool],
                         hyperparameters: Mapping[str, Any], eval_samples: int, train_samples: int | None = None,
-                        progress: Callable[[int], float] | None = None) -> bool:
+                        progress: Callable[[int], float] | None = None,
+                        diverged: Callable[[Any], bool] | None = None) -> bool:
         """Log the run's settings, start the timed region and train to the target (`common.harness`).
 
         `train_samples` None logs the samples actually trained, at the end.
@@ -90,5 +91,6 @@ class Session:
                                                                step.monitor.samples_trained))
         else:
             self.logger.event(constants.TRAIN_SAMPLES, train_samples)
-        self.reached = harness.train_to_target(self.run, schedule, step, batches, evaluate, reached, progress)
+        self.reached = harness.train_to_target(self.run, schedule, step, batches, evaluate, reached, progress,
+                                               diverged)
         return self.reached

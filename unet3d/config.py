@@ -28,6 +28,7 @@ class Rules:
 
     benchmark: str = "unet3d"
     target_dice: float = 0.908  # mean of the kidney and tumor Dice scores over the 42 validation cases
+    diverged_dice: float = 1e-6  # the reference gives up (aborted) when an evaluation scores below this
     num_cases: int = 210  # KiTS19 cases 0-209
     train_samples: int = 168  # closed_unet3d.yaml checks train_samples == 168 and eval_samples == 42
     eval_samples: int = len(VALIDATION_CASES)
@@ -64,8 +65,10 @@ class UNet3DConfig:
     batch_size: int = env_field("BATCH_SIZE", "per-process (per-GPU) training batch, in patches")
     val_batch_size: int = env_field("VAL_BATCH_SIZE", "sliding windows per forward pass in evaluation", 1)
     optimizer: Literal["nag", "sgd"] = env_field(
-        "OPTIMIZER", "nag: SGD with Nesterov momentum (NVIDIA); sgd: SGD with plain momentum", "nag")
-    lr: float = env_field("LR", "learning rate after warmup")
+        "OPTIMIZER", "nag: SGD with Nesterov momentum (NVIDIA's name; the reference's `sgd` is Nesterov too); "
+        "sgd: SGD with plain momentum", "nag")
+    lr: float = env_field("LR", "learning rate after warmup, for the gradient of the batch-mean loss (the "
+                          "reference's and its RCPs' convention)")
     init_lr: float = env_field("INIT_LEARNING_RATE", "learning rate the linear warmup starts from", 1e-4)
     warmup_epochs: int = env_field("LR_WARMUP_EPOCHS", "epochs of linear warmup from INIT_LEARNING_RATE to LR")
     decay_epochs: str = env_field("LR_DECAY_EPOCHS", "epochs after which the LR is multiplied by LR_DECAY_FACTOR, "

@@ -3,10 +3,11 @@
     <root>/case_XXXXX_x.npy   float32 (1, D, H, W)  CT resampled to 1.6 x 1.2 x 1.2 mm, clipped, normalised
     <root>/case_XXXXX_y.npy   uint8   (1, D, H, W)  0 background, 1 kidney, 2 tumor
 
-The 42 cases of `config.VALIDATION_CASES` are evaluated, the others train.
-`read_split` checks every file's header before a run starts (no data is read):
-a missing partner, a wrong dtype or shape, a side shorter than the training
-patch, or a file cut short is a `DataError` naming the file. Volumes are
+Cases 0-209 must all be there: the 42 of `config.VALIDATION_CASES` are
+evaluated, the other 168 train. `read_split` checks every file's header before
+a run starts (no data is read): a missing case or partner, a wrong dtype or
+shape, a side shorter than the training patch, or a file cut short is a
+`DataError` naming the file. Volumes are
 memory-mapped; a training sample is one patch (`RandBalancedCrop` of the
 reference: with probability `oversampling` around one of the two largest
 objects of a randomly chosen foreground class, otherwise anywhere), then the
@@ -86,10 +87,13 @@ def read_split(root: Path, min_side: int = 1) -> tuple[list[Case], list[Case]]:
     ids = sorted(int(m.group(1)) for m in map(CASE_FILE.fullmatch, os.listdir(root)) if m)
     if not ids:
         raise DataError(f"{root}: no case_XXXXX_x.npy files; run `python3 -m unet3d.preprocess` on raw KiTS19 first")
-    missing = sorted(set(VALIDATION_CASES) - set(ids))
-    if missing:
-        raise DataError(f"{root}: validation case(s) {', '.join(f'{i:05d}' for i in missing)} missing "
-                        f"(expected case_XXXXX_x.npy and _y.npy for all {len(VALIDATION_CASES)})")
+    missing, extra = sorted(set(range(RULES.num_cases)) - set(ids)), sorted(set(ids) - set(range(RULES.num_cases)))
+    if missing or extra:
+        names = lambda ids: ", ".join(f"{i:05d}" for i in ids[:10]) + (" ..." if len(ids) > 10 else "")  # noqa: E731
+        raise DataError(f"{root}: " + "; ".join(
+            ([f"case(s) {names(missing)} missing"] if missing else []) +
+            ([f"case(s) {names(extra)} beyond KiTS19's labelled 0-{RULES.num_cases - 1}"] if extra else [])) +
+            f"; expected case_XXXXX_x.npy and _y.npy for cases 0-{RULES.num_cases - 1} (168 train, 42 validation)")
     cases = [read_case(root, i, min_side) for i in ids]
     validation = set(VALIDATION_CASES)
     return [c for c in cases if c.id not in validation], [c for c in cases if c.id in validation]
@@ -112,7 +116,9 @@ def write_case(root: Path, case_id: int, image: np.ndarray, label: np.ndarray) -
 # --- training patches: the reference's RandBalancedCrop and augmentations ---
 
 def random_crop(shape: tuple, patch: int, rng: np.random.Generator) -> tuple[slice, ...]:
-    return tuple(slice(start, start + patch) for start in (int(rng.integers(0, s - patch + 1)) for s in shape))
+    # The reference's randrange(s - patch): the last start position s - patch is never drawn (0 when s == patch).
+    return tuple(slice(start, start + patch)
+                 for start in (int(rng.integers(0, s - patch)) if s > patch else 0 for s in shape))
 
 
 def _fit(start: int, stop: int, size: int, patch: int, rng: np.random.Generator) -> slice:
@@ -132,18 +138,25 @@ def _fit(start: int, stop: int, size: int, patch: int, rng: np.random.Generator)
     return slice(low, high)
 
 
-def foreground_crop(label: np.ndarray, patch: int, rng: np.random.Generator) -> tuple[slice, ...] | None:
-    """A patch around one of the two largest connected objects (by bounding box) of a random foreground class;
-    None when the case has no foreground."""
-    classes = np.unique(label[label > 0])
-    if classes.size == 0:
+def largest_objects(label: np.ndarray) -> dict[int, list[tuple[slice, ...]]]:
+    """Per foreground class of the case, the bounding boxes of its two largest connected objects (by box volume):
+    where a foreground patch may be centred. Depends on the label only, so it is computed once per case."""
+    objects = {}
+    for cls in np.unique(label[label > 0]).tolist():
+        components, _ = scipy.ndimage.label(label == cls)
+        boxes = [b for b in scipy.ndimage.find_objects(components) if b is not None]
+        volumes = [np.prod([s.stop - s.start for s in box]) for box in boxes]
+        objects[cls] = [boxes[i] for i in np.argsort(volumes, kind="stable")[-2:]]
+    return objects
+
+
+def foreground_crop(objects: dict, shape: tuple, patch: int, rng: np.random.Generator) -> tuple[slice, ...] | None:
+    """A patch around one of the `largest_objects` of a random foreground class; None when the case has none."""
+    if not objects:
         return None
-    components, _ = scipy.ndimage.label(label == rng.choice(classes))
-    boxes = [b for b in scipy.ndimage.find_objects(components) if b is not None]
-    volumes = [np.prod([s.stop - s.start for s in box]) for box in boxes]
-    largest = [boxes[i] for i in np.argsort(volumes, kind="stable")[-2:]]
+    largest = objects[int(rng.choice(sorted(objects)))]
     box = largest[int(rng.integers(0, len(largest)))]
-    return tuple(_fit(s.start, s.stop, size, patch, rng) for s, size in zip(box, label.shape))
+    return tuple(_fit(s.start, s.stop, size, patch, rng) for s, size in zip(box, shape))
 
 
 def augment(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +185,12 @@ class TrainPatches(Dataset):
 
     def __init__(self, cases: list[Case], patch: int, oversampling: float, seed: int):
         self.cases, self.patch, self.oversampling, self.seed = cases, patch, oversampling, seed
+        self._objects: dict[int, dict] = {}  # per loader worker: case index -> largest_objects
+
+    def objects(self, index: int) -> dict:
+        if index not in self._objects:
+            self._objects[index] = largest_objects(np.asarray(open_array(self.cases[index].label, np.uint8)[0]))
+        return self._objects[index]
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -183,7 +202,7 @@ class TrainPatches(Dataset):
         image, label = open_array(case.image, np.float32)[0], open_array(case.label, np.uint8)[0]
         window = None
         if rng.random() < self.oversampling:
-            window = foreground_crop(np.asarray(label), self.patch, rng)
+            window = foreground_crop(self.objects(index), case.shape, self.patch, rng)
         if window is None:
             window = random_crop(case.shape, self.patch, rng)
         image, label = augment(image[window], label[window], rng)
@@ -211,16 +230,27 @@ def build_loaders(root: Path, *, patch: int, batch_size: int, num_workers: int, 
                   seed: int, pin_memory: bool = False):
     """(training loader, this rank's evaluation loader, training cases, validation cases).
 
-    Training drops the last incomplete global batch (the reference's drop_last); evaluation gives rank r
-    the validation cases r, r + world_size, ..., one volume at a time.
+    Training drops the last incomplete global batch (the reference's drop_last); evaluation gives each rank
+    its `balanced_shards` share of the validation cases, one volume at a time.
     """
     train, val = read_split(root, min_side=patch)
     train_set = TrainPatches(train, patch, RULES.oversampling, seed)
     sampler = EpochSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
     common = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
     train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
-    shard = Subset(EvalVolumes(val), range(rank, len(val), world_size))
+    shard = Subset(EvalVolumes(val), balanced_shards(val, world_size)[rank])
     return train_loader, DataLoader(shard, batch_size=1, shuffle=False, **common), train, val
+
+
+def balanced_shards(cases: list[Case], world_size: int) -> list[list[int]]:
+    """The validation cases dealt to ranks by size (largest first, each to the least-loaded rank), so that the
+    rank with the most voxels to infer — which every rank waits for — has as few as possible."""
+    shards, loads = [[] for _ in range(world_size)], [0] * world_size
+    for index in sorted(range(len(cases)), key=lambda i: -int(np.prod(cases[i].shape))):
+        rank = loads.index(min(loads))
+        shards[rank].append(index)
+        loads[rank] += int(np.prod(cases[index].shape))
+    return [sorted(shard) for shard in shards]
 
 
 def to_device(batch, device: torch.device):

@@ -13,7 +13,8 @@ overlap 0.5 (stride t = w / 2):
    — and summed, and the sum is divided by the summed weights;
 4. the padding is cut away again; the score is the Dice of the argmax.
 MONAI's `sliding_window_inference` differs in steps 1-3 (FACTS.md §8), hence
-this code. Windows run `batch` at a time (VAL_BATCH_SIZE).
+this code. Windows run `batch` at a time (VAL_BATCH_SIZE; the last group padded to
+`batch` with empty windows whose outputs are dropped).
 """
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def sliding_window(model: nn.Module, image: torch.Tensor, window: int, overlap: 
     for first in range(0, len(corners), batch):
         group = corners[first:first + batch]
         windows = torch.cat([x[..., i:i + window, j:j + window, k:k + window] for i, j, k in group])
+        if len(group) < batch:  # every forward the same shape (compiled graphs, cuDNN plans); padding dropped below
+            windows = F.pad(windows, [0] * 8 + [0, batch - len(group)])
         logits = model(windows).float() * weights
         if total is None:
             total = torch.zeros((1, logits.shape[1], *x.shape[2:]), dtype=torch.float32, device=x.device)

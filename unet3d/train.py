@@ -11,7 +11,8 @@ DATADIR holds case_XXXXX_{x,y}.npy (`python3 -m unet3d.preprocess` writes them f
 is one 128^3 patch of every training case (168 samples; global batch BATCH_SIZE x GPUs, the last
 incomplete batch dropped). SGD with Nesterov momentum (OPTIMIZER=nag) at LR, warmed up linearly per
 step from INIT_LEARNING_RATE over LR_WARMUP_EPOCHS; sliding-window evaluation of the 42 validation
-volumes from START_EVAL_AT every EVALUATE_EVERY epochs; stop at mean Dice 0.908 or after MAX_EPOCHS.
+volumes from START_EVAL_AT every EVALUATE_EVERY epochs; stop at mean Dice 0.908, give up after
+MAX_EPOCHS or when the Dice falls below 1e-6 (the reference's "model diverged").
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def hyperparameters(cfg: UNet3DConfig, global_batch: int, samples_per_epoch: int
         constants.OPT_NAME: cfg.optimizer,
         constants.OPT_BASE_LR: cfg.lr,
         constants.OPT_LR_WARMUP_EPOCHS: cfg.warmup_epochs,
+        "opt_initial_learning_rate": cfg.init_lr,  # a hyperparameter of the unet3d RCPs
         constants.OPT_LR_DECAY_BOUNDARY_EPOCHS: cfg.decay_boundaries,
         constants.OPT_LR_DECAY_FACTOR: cfg.decay_factor,
         constants.OPT_WEIGHT_DECAY: cfg.weight_decay,
@@ -119,6 +121,7 @@ def main(argv=None) -> int:
             loader.on_device(loader.epochs(train_loader), to_device),
             lambda: evaluator(unwrap(model), loader.on_device(eval_loader, to_device)),
             reached=lambda mean_dice: mean_dice >= RULES.target_dice,
+            diverged=lambda mean_dice: mean_dice < RULES.diverged_dice,
             hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size, samples_per_epoch),
             train_samples=len(train), eval_samples=len(val))
     return s.exit_code

@@ -109,6 +109,21 @@ def test_non_finite_loss_is_aborted(tmp_path):
     assert events(tmp_path / "run.log")[-1]["metadata"]["status"] == "aborted"
 
 
+def test_a_diverged_model_ends_the_run_aborted_at_that_evaluation(tmp_path):
+    log = tmp_path / "run.log"
+    logger = MLPerfLogger(filename=log, stream=open(os.devnull, "w"))
+    _, step, batches = toy_step()
+    accuracy = iter([0.3, 1e-7, 0.95])
+    with MLPerfRun(logger, "unet3d", SYSTEM) as run:
+        run.start_timed_region()
+        assert not train_to_target(run, schedule.every_n_epochs(3, 2), step, batches, lambda: next(accuracy),
+                                   lambda d: d >= 0.908, diverged=lambda d: d < 1e-6)
+    logger.close()
+    logged = events(log)
+    assert [e["value"] for e in logged if e["key"] == "eval_accuracy"] == [0.3, 1e-7]
+    assert logged[-1]["key"] == "run_stop" and logged[-1]["metadata"]["status"] == "aborted"
+
+
 def test_a_dict_quality_is_logged_whole_and_succeeds_only_when_the_predicate_says_so(tmp_path):
     both = lambda q: q["BBOX"] >= 0.377 and q["SEGM"] >= 0.339  # noqa: E731
     log = run_toy(tmp_path, [{"BBOX": 0.40, "SEGM": 0.30}, {"BBOX": 0.38, "SEGM": 0.34}], reached=both,

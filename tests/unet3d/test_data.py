@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from unet3d.config import VALIDATION_CASES
-from unet3d.data import (DataError, EpochSampler, TrainPatches, augment, case_paths, foreground_crop, read_case,
-                         read_split, write_case)
+from unet3d.data import (Case, DataError, EpochSampler, TrainPatches, augment, balanced_shards, case_paths,
+                         foreground_crop, largest_objects, random_crop, read_case, read_split, write_case)
 
 
 def write_all(root, side=8):
@@ -22,13 +22,16 @@ def test_the_42_validation_ids_are_held_out_and_the_168_others_train(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # writes are renamed into place
 
 
-def test_a_missing_validation_case_and_an_empty_folder_are_named(tmp_path):
+def test_missing_and_unexpected_cases_and_an_empty_folder_are_named(tmp_path):
     with pytest.raises(DataError, match="no case_XXXXX_x.npy files; run `python3 -m unet3d.preprocess`"):
         read_split(tmp_path)
     write_all(tmp_path)
-    for path in case_paths(tmp_path, 3):
-        path.unlink()
-    with pytest.raises(DataError, match="validation case\\(s\\) 00003 missing"):
+    for case_id in (3, 100):  # a validation case and a training case
+        for path in case_paths(tmp_path, case_id):
+            path.unlink()
+    write_case(tmp_path, 250, np.zeros((1, 8, 8, 8), np.float32), np.zeros((1, 8, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="case\\(s\\) 00003, 00100 missing; case\\(s\\) 00250 beyond KiTS19's "
+                                        "labelled 0-209; expected .* for cases 0-209"):
         read_split(tmp_path)
 
 
@@ -69,14 +72,34 @@ def test_oversampling_centres_the_configured_share_of_patches_on_foreground(tmp_
 def test_a_foreground_patch_holds_the_whole_object_and_stays_inside_the_volume():
     label = np.zeros((40, 40, 40), np.uint8)
     label[30:38, 1:5, 10:20] = 1
+    label[0:2, 0:2, 0:2] = 1  # a third, smaller kidney object: only the two largest may be chosen
+    label[10:11, 10:11, 10:11] = 1
+    objects = largest_objects(label)
+    assert list(objects) == [1] and len(objects[1]) == 2 and (slice(10, 11),) * 3 not in objects[1]
+    big_one, small_one = np.zeros_like(label), np.zeros_like(label)
+    big_one[30:38, 1:5, 10:20], small_one[0:2, 0:2, 0:2] = 1, 1
+    chosen = set()
     for seed in range(20):
-        window = foreground_crop(label, 16, np.random.default_rng(seed))
+        window = foreground_crop(objects, label.shape, 16, np.random.default_rng(seed))
         assert [s.stop - s.start for s in window] == [16] * 3
         assert all(0 <= s.start and s.stop <= 40 for s in window)
-        assert label[window].sum() == label.sum()  # every kidney voxel inside the patch
-    big = np.ones((40, 40, 40), np.uint8)  # larger than the patch: shrunk to a patch inside it
-    assert [s.stop - s.start for s in foreground_crop(big, 16, np.random.default_rng(0))] == [16] * 3
-    assert foreground_crop(np.zeros((40, 40, 40), np.uint8), 16, np.random.default_rng(0)) is None
+        whole = [obj[window].sum() == obj.sum() for obj in (big_one, small_one)]  # the chosen object entirely inside
+        assert any(whole)
+        chosen.add(whole.index(True))
+    assert chosen == {0, 1}
+    big = largest_objects(np.ones((40, 40, 40), np.uint8))  # larger than the patch: shrunk to a patch inside it
+    assert [s.stop - s.start for s in foreground_crop(big, (40,) * 3, 16, np.random.default_rng(0))] == [16] * 3
+    assert foreground_crop(largest_objects(np.zeros((40,) * 3, np.uint8)), (40,) * 3, 16, np.random.default_rng(0)) \
+        is None
+
+
+def test_random_crops_start_as_the_references_randrange_and_eval_shards_balance_voxels():
+    starts = {random_crop((20, 16, 17), 16, np.random.default_rng(seed))[0].start for seed in range(200)}
+    assert starts == set(range(4))  # randrange(20 - 16): 0-3, never 4
+    assert {random_crop((16, 16, 17), 16, np.random.default_rng(s))[2].start for s in range(50)} == {0}
+    cases = [Case(i, None, None, shape) for i, shape in enumerate([(10,) * 3, (40,) * 3, (20,) * 3, (30,) * 3])]
+    assert balanced_shards(cases, 2) == [[1], [0, 2, 3]]  # 64,000 voxels vs 1,000 + 8,000 + 27,000
+    assert balanced_shards(cases, 6)[4:] == [[], []]  # more ranks than cases: some score none
 
 
 def test_augmentation_flips_image_and_label_together_and_a_sample_is_a_function_of_seed_epoch_and_case(tmp_path):
