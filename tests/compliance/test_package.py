@@ -7,9 +7,16 @@ import sys
 import pytest
 
 from compliance.package import PACKAGE_SUCCESS
-from tests.conftest import REPO
+from tests.conftest import REPO, reseeded_copies
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def five_logs(resnet_cpu_experiments, tmp_path_factory):
+    """The rules' 5 ResNet-50 result logs: the 2 real CPU runs and re-seeded copies of them."""
+    _, logs = resnet_cpu_experiments
+    return reseeded_copies(logs, 5, tmp_path_factory.mktemp("five-logs"))
 
 
 def package(logs, out, *extra):
@@ -18,8 +25,8 @@ def package(logs, out, *extra):
                           cwd=REPO, capture_output=True, text=True)
 
 
-def test_five_cpu_runs_package_as_a_dry_run_that_the_package_checker_accepts(resnet_cpu_experiments, tmp_path):
-    _, logs = resnet_cpu_experiments
+def test_five_result_logs_package_as_a_dry_run_that_the_package_checker_accepts(five_logs, tmp_path):
+    logs = five_logs
     proc = package(logs, tmp_path, "--system", "host", "--dry-run")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert PACKAGE_SUCCESS in proc.stdout
@@ -35,16 +42,16 @@ def test_five_cpu_runs_package_as_a_dry_run_that_the_package_checker_accepts(res
     assert re.search(rf"\| {system['system_name']} \| resnet \| \d+\.\d{{3}} \|", summary), summary
 
 
-def test_synthetic_runs_are_refused_without_the_dry_run_flag(resnet_cpu_experiments, tmp_path):
-    _, logs = resnet_cpu_experiments
+def test_synthetic_runs_are_refused_without_the_dry_run_flag(five_logs, tmp_path):
+    logs = five_logs
     proc = package(logs, tmp_path, "--system", str(REPO / "compliance" / "systems" / "dgxh100_n1.json"))
     assert proc.returncode == 2
     assert "synthetic data and can never be a result" in proc.stderr
     assert not (tmp_path / "mlperf-h100").exists()
 
 
-def test_wrong_number_of_runs_is_refused(resnet_cpu_experiments, tmp_path):
-    _, logs = resnet_cpu_experiments
+def test_wrong_number_of_runs_is_refused(five_logs, tmp_path):
+    logs = five_logs
     proc = package(logs[:3], tmp_path, "--system", "host", "--dry-run")
     assert proc.returncode == 2 and "needs exactly 5 result logs, got 3" in proc.stderr
 
@@ -63,8 +70,8 @@ def without_data_synthetic(log, out):
     return out
 
 
-def test_a_log_of_this_code_without_data_synthetic_is_refused(resnet_cpu_experiments, tmp_path):
-    _, logs = resnet_cpu_experiments
+def test_a_log_of_this_code_without_data_synthetic_is_refused(five_logs, tmp_path):
+    logs = five_logs
     tampered = [without_data_synthetic(logs[0], tmp_path / "cut.log"), *logs[1:]]
     proc = package(tampered, tmp_path, "--system", "host", "--dry-run")
     assert proc.returncode == 2 and "rule DATA_SYNTHETIC_LOGGED" in proc.stderr and "cut.log" in proc.stderr

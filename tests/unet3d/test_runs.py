@@ -1,5 +1,4 @@
 """End-to-end CPU runs of the 3D U-Net on the synthetic KiTS19-layout cases (a minute or two)."""
-import re
 import subprocess
 import sys
 
@@ -7,7 +6,7 @@ import pytest
 
 from compliance.check import read_events, run_checker, summarize
 from compliance.package import PACKAGE_SUCCESS
-from tests.conftest import REPO, UNET3D_CPU_CONFIG, config_env
+from tests.conftest import REPO, UNET3D_CPU_CONFIG, config_env, reseeded_copies
 
 pytestmark = pytest.mark.slow
 
@@ -52,19 +51,8 @@ def test_two_gloo_processes_train_and_score_like_one_on_the_same_global_batch(un
 
 
 def test_forty_runs_package_as_result_00_to_39(unet3d_smoke, tmp_path):
-    # 40 real CPU runs would take most of an hour, so the 40 logs are copies of the one real smoke log, each
-    # given its own seed (the package checker refuses repeated seeds): this checks the tree and the checkers'
-    # verdict on it, not convergence.
     _, log = unet3d_smoke
-    text = log.read_text()
-    seed_line = re.compile(r'("key": "seed", "value": )\d+')
-    assert len(seed_line.findall(text)) == 1
-    logs = []
-    for i in range(40):
-        copy = tmp_path / "logs" / f"run_{i}.log"
-        copy.parent.mkdir(exist_ok=True)
-        copy.write_text(seed_line.sub(rf"\g<1>{1000 + i}", text))
-        logs.append(copy)
+    logs = reseeded_copies([log], 40, tmp_path / "logs")  # 40 real CPU runs would take most of an hour
     proc = subprocess.run([sys.executable, "-m", "compliance.package", "--org", "mlperf-h100", "--bench", "unet3d",
                            "--out", str(tmp_path / "out"), "--system", "host", "--dry-run", *map(str, logs)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
