@@ -26,9 +26,10 @@ import torch
 from bert import data
 from bert.checkpoint import save_checkpoint
 from bert.model import BertConfig, BertForPreTraining, pretraining_loss
-from bert.optim import LAMB, lamb_param_groups, warmup_poly_lr
+from bert.optim import lamb_param_groups, warmup_poly_lr
 from bert.packing import pack_shards
 from common import synthetic
+from common.lamb import LAMB
 from common.precision import Precision
 from common.step import TrainStep
 

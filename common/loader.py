@@ -7,11 +7,11 @@ from typing import Callable, Iterable, Iterator
 
 def epochs(loader: Iterable, first: int = 1) -> Iterator:
     """Every batch of `loader`, epoch after epoch, without end; a `DistributedSampler` is told each epoch
-    (`set_epoch`), so ranks shuffle alike and differently every epoch (DALI reshuffles by itself)."""
+    (`set_epoch`; a batch sampler too), so ranks shuffle alike and differently every epoch (DALI reshuffles by itself)."""
     for epoch in itertools.count(first):
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(sampler, "set_epoch"):  # a batch sampler too (rnnt's EpochBatches)
+                sampler.set_epoch(epoch)
         yield from loader
 
 

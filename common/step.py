@@ -10,7 +10,7 @@ step then
    the loss divided by `accumulation`; gradients are reduced across ranks on
    the last micro-batch only (DDP `no_sync`, FSDP2 `set_requires_gradient_sync`),
 3. calls `before_update` (clipping, tied-weight synchronisation), steps the
-   optimizer and clears the gradients,
+   optimizer, clears the gradients and calls `after_update` (rnnt's EMA of the weights),
 4. adds the loss to `LossMonitor`, which keeps its statistics on the device:
    ranks agree on them — a device sync and one small all-reduce — only every
    `check_every` steps and at the end of each block, where a non-finite loss
@@ -118,7 +118,7 @@ class TrainStep:
     def __init__(self, modules: nn.Module | Sequence[nn.Module], optimizer: torch.optim.Optimizer,
                  loss_fn: Callable[[Any], torch.Tensor], *, precision: Precision, device: torch.device,
                  count: Callable[[Any], Any], lr: Callable[[int], float] | None = None, accumulation: int = 1,
-                 before_update: Callable[[], None] | None = None,
+                 before_update: Callable[[], None] | None = None, after_update: Callable[[], None] | None = None,
                  forward_backward: Callable[[list], torch.Tensor | None] | None = None, replicas: int = 1,
                  check_every: int = CHECK_EVERY):
         if accumulation < 1:
@@ -126,6 +126,7 @@ class TrainStep:
         self.modules = list(modules) if isinstance(modules, (list, tuple)) else [modules]
         self.optimizer, self.loss_fn, self.precision, self.count = optimizer, loss_fn, precision, count
         self.lr, self.accumulation, self.before_update = lr, accumulation, before_update
+        self.after_update = after_update
         self.forward_backward = forward_backward or self.accumulate
         self.monitor = LossMonitor(device, replicas, check_every)
         self.steps = 0  # optimizer steps taken
@@ -159,5 +160,7 @@ class TrainStep:
             self.before_update()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.after_update is not None:
+            self.after_update()
         self.steps += 1
         self.monitor.add(loss, sum(torch.as_tensor(self.count(b)) for b in micro_batches))

@@ -8,7 +8,8 @@ import torch.nn as nn
 
 from bert.config import RULES, BertRunConfig
 from bert.model import BertConfig, BertForPreTraining
-from bert.optim import LAMB, build_lamb, lamb_param_groups, warmup_poly_lr
+from bert.optim import build_lamb, lamb_param_groups, warmup_poly_lr
+from common.lamb import LAMB
 from common.config import RuntimeConfig, SystemConfig, load_configs
 
 BERT_DIR = Path(__file__).resolve().parents[2] / "bert"
