@@ -1,0 +1,24 @@
+# CPU dry run of the same code on the synthetic dataset (make smoke BENCH=rnnt):
+# 1 node x 1 process x 32 utterances; the debug model (encoder LSTM 128, prediction and joint 64) with the
+# synthetic set's tokenizer. 2,047 training utterances / 32 = 63 steps per epoch; every epoch the EMA weights
+# decode the 2,703 dev-clean utterances.
+
+## DL params
+export MODEL_SIZE=debug
+export BATCHSIZE=32
+export EVAL_BATCHSIZE=256
+export LR=0.004
+export EPOCH=30
+export WARMUP=1
+export HOLD_EPOCHS=10
+export LR_DECAY_POWER=0.9
+export EMA=0.99
+export DATALOADER_WORKERS=1
+export DEVICE=cpu
+
+## System run params
+export DGXNNODES=1
+export DGXNGPU=1
+export DGXSYSTEM=$(basename "$(readlink -f "${BASH_SOURCE[0]}")" | sed 's/^config_//; s/\.sh$//')
+export WALLTIME_MINUTES=20
+export WALLTIME=$(( ${NEXP:-1} * WALLTIME_MINUTES + 5 ))

@@ -1,0 +1,57 @@
+"""The RNN-T front end: frame counts, per-utterance normalisation, speed perturbation, silence, SpecAugment."""
+import numpy as np
+import pytest
+import torch
+
+from rnnt.features import Features, feature_frames, nonsilent, spec_augment, speed_perturb
+
+
+def tone(seconds, hz=440.0, rate=16000):
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_features_are_240_wide_every_30_ms_and_zero_past_each_length():
+    audio = [tone(1.0), tone(0.55, 880)]
+    lengths = torch.tensor([len(a) for a in audio])
+    batch = torch.zeros(2, int(lengths.max()))
+    for i, a in enumerate(audio):
+        batch[i, :len(a)] = torch.from_numpy(a)
+    x, frames = Features()(batch, lengths)
+    assert frames.tolist() == [feature_frames(16000), feature_frames(8800)] == [34, 19]  # 101 and 56 STFT frames
+    assert x.shape == (34, 2, 240)
+    assert torch.all(x[19:, 1] == 0) and x[:19, 1].abs().sum() > 0
+
+
+def test_each_mel_bin_is_normalised_over_the_utterances_own_frames():
+    features = Features()
+    audio = torch.from_numpy(np.stack([tone(0.5), np.pad(tone(0.3, 300), (0, 3200))]))
+    x, frames = features.log_mel(audio, torch.tensor([8000, 4800]))
+    assert frames.tolist() == [51, 31]
+    for b, n in enumerate(frames.tolist()):
+        valid = x[b, :, :n]
+        assert torch.allclose(valid.mean(1), torch.zeros(80), atol=1e-4)
+        assert torch.allclose(valid.std(1, unbiased=False), torch.ones(80), atol=1e-3)
+        assert torch.all(x[b, :, n:] == 0)
+
+
+def test_speed_perturbation_scales_the_duration_and_silence_is_trimmed():
+    audio = tone(1.0)
+    assert len(speed_perturb(audio, 1.15)) == pytest.approx(1.15 * 16000, abs=2)  # slower: longer
+    assert len(speed_perturb(audio, 0.85)) == pytest.approx(0.85 * 16000, abs=2)
+    assert speed_perturb(audio, 1.0) is audio
+    padded = np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(16000, np.float32)])
+    trimmed = nonsilent(padded)
+    assert 16000 <= len(trimmed) <= 16000 + 2 * 2048 and trimmed.max() == pytest.approx(0.3, rel=1e-3)
+
+
+def test_spec_augment_masks_at_most_the_rules_widths():
+    x = torch.ones(3, 80, 200)
+    frames = torch.tensor([200, 120, 40])
+    out = spec_augment(x, frames, torch.Generator().manual_seed(0))
+    for b, n in enumerate(frames.tolist()):
+        masked_bins = int((out[b].sum(1) == 0).sum())
+        masked_frames = int((out[b].sum(0) == 0).sum())
+        assert masked_bins <= 2 * 20
+        assert masked_frames <= 10 * round(0.03 * n)
+    assert (out == 0).any() and (out == 1).any()

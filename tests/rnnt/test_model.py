@@ -1,0 +1,103 @@
+"""RNN-T's size on `meta`, its initialisation, time stacking, the transducer loss against a float64 forward
+recursion, and batched greedy decoding against the reference's one-utterance loop."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnt.model import RNNTShape, build_rnnt, greedy_decode, rnnt_loss, stack_time
+
+
+def lstm(inputs, hidden, layers):  # weights ih, hh and two biases of 4 gates per layer
+    return sum(4 * hidden * ((inputs if i == 0 else hidden) + hidden) + 8 * hidden for i in range(layers))
+
+
+def test_full_model_on_meta_has_the_references_parameter_count():
+    with torch.device("meta"):
+        model = build_rnnt()
+    expected = (lstm(240, 1024, 2) + lstm(2048, 1024, 3) + 1023 * 512 + lstm(512, 512, 2)
+                + (1024 * 512 + 512) + (512 * 512 + 512) + (512 * 1024 + 1024))
+    assert sum(p.numel() for p in model.parameters()) == expected == 49_006_080
+    assert model.joint_net[-1].out_features == 1024 and model.shape.blank == 1023
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.1, 0.1, 0.3, 0.3]
+    assert (model.pre_rnn.lstm.dropout, model.post_rnn.lstm.dropout, model.dec_rnn.lstm.dropout) == (0.1, 0.1, 0.3)
+
+
+def test_lstm_init_is_scaled_after_the_forget_bias_is_set():
+    torch.manual_seed(0)
+    model = build_rnnt(RNNTShape.debug(num_labels=30), init_scale=0.5)
+    h = model.shape.enc_hidden
+    lstm_ = model.pre_rnn.lstm
+    assert torch.all(lstm_.bias_ih_l0[h:2 * h] == 0.5) and torch.all(lstm_.bias_hh_l0[h:2 * h] == 0)
+    bound = 0.5 / math.sqrt(h)
+    assert lstm_.weight_hh_l0.abs().max() <= bound and lstm_.weight_hh_l0.abs().max() > 0.9 * bound
+    assert model.joint_enc.weight.abs().max() <= 1 / math.sqrt(h)  # linear layers keep PyTorch's default
+
+
+def test_stack_time_joins_each_frame_with_the_next_and_keeps_every_other():
+    x = torch.arange(5.0).view(5, 1, 1)
+    y, lengths = stack_time(x, torch.tensor([5]), 2)
+    assert y[:, 0].tolist() == [[0, 1], [2, 3], [4, 0]] and lengths.tolist() == [3]
+
+
+def forward_recursion(logits, labels, blank):
+    """-log P(labels | x) by the transducer's alpha recursion, float64 (Graves 2012)."""
+    logp = torch.log_softmax(logits.double(), -1).numpy()
+    T, U1 = logp.shape[:2]
+    alpha = np.full((T, U1), -np.inf)
+    alpha[0, 0] = 0.0
+    for t in range(T):
+        for u in range(U1):
+            if t > 0:
+                alpha[t, u] = np.logaddexp(alpha[t, u], alpha[t - 1, u] + logp[t - 1, u, blank])
+            if u > 0:
+                alpha[t, u] = np.logaddexp(alpha[t, u], alpha[t, u - 1] + logp[t, u - 1, labels[u - 1]])
+    return -(alpha[T - 1, U1 - 1] + logp[T - 1, U1 - 1, blank])
+
+
+def test_loss_is_the_mean_over_the_batch_of_each_utterances_negative_log_likelihood():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 4, 5)  # B, T, U + 1, labels + blank (blank = 4)
+    labels = torch.tensor([[1, 2, 3], [0, 2, 0]])
+    lengths, label_lengths = torch.tensor([6, 4]), torch.tensor([3, 2])
+    expected = np.mean([forward_recursion(logits[0, :6, :4], [1, 2, 3], 4),
+                        forward_recursion(logits[1, :4, :3], [0, 2], 4)])
+    assert rnnt_loss(logits, lengths, labels, label_lengths, blank=4).item() == pytest.approx(expected, rel=1e-5)
+
+
+def reference_greedy(model, f, length, max_symbols=300, max_per_step=30):
+    """The reference's decoder (rnnt/decoder.py), one utterance at a time."""
+    hidden, label = None, []
+    for t in range(length):
+        if len(label) >= max_symbols:
+            break
+        for _ in range(max_per_step):
+            if label:
+                g, new_hidden = model.predict(torch.tensor([[label[-1]]]), hidden, start=False)
+            else:
+                g, new_hidden = model.predict(None, hidden)
+            k = int(model.joint(f[None, t:t + 1], g)[0, 0, 0].argmax())
+            if k == model.shape.blank:
+                break
+            label.append(k)
+            hidden = new_hidden
+            if len(label) >= max_symbols:
+                break
+    return label
+
+
+@pytest.mark.parametrize("max_symbols", [300, 3])
+def test_batched_greedy_decoding_equals_the_one_utterance_loop(max_symbols):
+    torch.manual_seed(1)
+    model = build_rnnt(RNNTShape.debug(num_labels=6)).eval()
+    with torch.no_grad():  # a bias towards labels, so that hypotheses are long and the symbol cap matters
+        model.joint_net[-1].bias[:6] += 2.0
+    features = torch.randn(40, 3, 240)
+    lengths = torch.tensor([40, 25, 9])
+    hypotheses = greedy_decode(model, features, lengths, max_symbols=max_symbols)
+    f, f_lengths = model.encode(features, lengths)
+    with torch.no_grad():
+        expected = [reference_greedy(model, f[i], int(f_lengths[i]), max_symbols) for i in range(3)]
+    assert hypotheses == expected
+    assert max(map(len, hypotheses)) == (3 if max_symbols == 3 else max(map(len, expected))) > 0
