@@ -6,8 +6,8 @@ from typing import Callable, Iterable, Iterator
 
 
 def epochs(loader: Iterable, first: int = 1) -> Iterator:
-    """Every batch of `loader`, epoch after epoch, without end; a `DistributedSampler` is told each epoch
-    (`set_epoch`; a batch sampler too), so ranks shuffle alike and differently every epoch (DALI reshuffles by itself)."""
+    """Every batch of `loader`, epoch after epoch, without end; a `DistributedSampler` (or batch sampler) is told
+    each epoch (`set_epoch`), so ranks shuffle alike and differently every epoch (DALI reshuffles by itself)."""
     for epoch in itertools.count(first):
         for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
             if hasattr(sampler, "set_epoch"):  # a batch sampler too (rnnt's EpochBatches)

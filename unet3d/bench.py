@@ -90,8 +90,8 @@ def main(argv=None) -> None:
              "patch a side, cropped (foreground oversampling 0.4) and augmented by the real DataLoader, then copied.",
              f"model TFLOP/s: {TRAIN_TFLOP_PER_SAMPLE} TFLOP per 128^3 training patch (FACTS.md §5), scaled by the "
              "voxel count (full model only).",
-             f"anchor: NVIDIA v3.0, 1x DGX H100 (12.1 min, MXNet, fp16, DALI, CUDA graphs): ~{NVIDIA_H100_SAMPLES_PER_S}"
-             " samples/s per H100 at 128^3."]
+             "anchor: NVIDIA v3.0, 1x DGX H100 (12.1 min, MXNet, fp16, DALI, CUDA graphs): "
+             f"~{NVIDIA_H100_SAMPLES_PER_S} samples/s per H100 at 128^3."]
     text = bench.table(f"3D U-Net training throughput on {bench.device_name(device)}", bench.command("unet3d", argv),
                        notes, rows, "samples")
     bench.write_table(text, "unet3d", device, args.out)

@@ -10,7 +10,8 @@ from unet3d.data import (Case, DataError, EpochSampler, TrainPatches, augment, b
 
 def write_all(root, side=8):
     for case_id in range(210):
-        write_case(root, case_id, np.zeros((1, side, side, side), np.float32), np.zeros((1, side, side, side), np.uint8))
+        shape = (1, side, side, side)
+        write_case(root, case_id, np.zeros(shape, np.float32), np.zeros(shape, np.uint8))
 
 
 def test_the_42_validation_ids_are_held_out_and_the_168_others_train(tmp_path):
