@@ -10,14 +10,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = [REPO / "Dockerfile.base", *sorted(REPO.glob("*/Dockerfile"))]
-LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "gpt3", "dlrm_dcnv2", "retinanet", "maskrcnn", "unet3d", "tests"}
-# What nvcr.io/nvidia/pytorch images ship (import name -> distribution).
+LOCAL_PACKAGES = {"common", "compliance", "resnet50", "bert", "gpt3", "dlrm_dcnv2", "retinanet", "maskrcnn", "unet3d",
+                  "rnnt", "tests"}
+# What nvcr.io/nvidia/pytorch images ship (import name -> distribution). Not torchaudio: NVIDIA's NeMo image builds
+# it from source on NGC PyTorch (NVIDIA/NeMo, scripts/installers/install_torchaudio_latest.sh, "for a Non-Standard
+# PyTorch version (e.g., 2.1.0a0+32f93b1)"). Not counted either: soundfile and sentencepiece, which NVIDIA's v3.0
+# rnnt image installs itself on NGC 23.04 (mlcommons/training_results_v3.0,
+# NVIDIA/benchmarks/rnnt/implementations/pytorch/requirements.txt); the images here install all three.
 NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow",
                         "apex": "apex", "transformer_engine": "transformer-engine"}
 DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120", "h5py": "h5py",
                    "sentencepiece": "sentencepiece", "zarr": "zarr", "torchrec": "torchrec",
                    "torchmetrics": "torchmetrics", "pycocotools": "pycocotools",
-                   "faster_coco_eval": "faster-coco-eval", "scipy": "scipy", "nibabel": "nibabel"}
+                   "faster_coco_eval": "faster-coco-eval", "scipy": "scipy", "nibabel": "nibabel",
+                   "torchaudio": "torchaudio", "soundfile": "soundfile"}
 
 
 def hadolint() -> str:
@@ -54,9 +60,11 @@ def third_party_imports(folder: Path) -> set[str]:
 
 
 def pip_installs(text: str) -> set[str]:
+    """Distributions a Dockerfile's `pip install`s name: `name==version`, or `name@git+URL@tag` (PEP 508), on
+    the command's line or its continuation lines."""
     names = set()
-    for match in re.finditer(r"pip install ([^\n&]+)", text):
-        names |= {re.split(r"[=<>\[]", arg)[0] for arg in match.group(1).split() if not arg.startswith("-")}
+    for match in re.finditer(r"pip install ([^\n&]+)", re.sub(r"\\\n\s*", " ", text)):
+        names |= {re.split(r"[=<>\[@]", arg)[0] for arg in match.group(1).split() if not arg.startswith("-")}
     return names
 
 

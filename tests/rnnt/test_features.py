@@ -55,3 +55,13 @@ def test_spec_augment_masks_at_most_the_rules_widths():
         assert masked_bins <= 2 * 20
         assert masked_frames <= 10 * round(0.03 * n)
     assert (out == 0).any() and (out == 1).any()
+
+
+def test_silence_trimming_equals_the_direct_moving_window():
+    """The O(samples) running sum keeps the same span as a 2048-tap convolution of the power."""
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        audio = np.concatenate([rng.normal(0, 1e-5, 5000), rng.normal(0, 0.3, 20000), rng.normal(0, 1e-5, 7000)])
+        power = np.convolve(audio ** 2, np.ones(2048) / 2048, mode="valid")
+        loud = np.flatnonzero(power > power.max() * 1e-6)
+        assert np.array_equal(nonsilent(audio), audio[loud[0]:loud[-1] + 2048])
