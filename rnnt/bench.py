@@ -34,7 +34,7 @@ from rnnt.config import RULES, RNNTConfig
 from rnnt.evaluate import EMA
 from rnnt.features import Features, feature_frames
 from rnnt.model import RNNTShape, build_rnnt
-from rnnt.train import build_step, to_device
+from rnnt.train import COMPILE_BLOCKS, build_step, to_device
 
 # NVIDIA's v3.0 1x DGX H100 result (FACTS.md §5): 16.686 min to WER 0.058, ~1,741 utterances/s per H100.
 NVIDIA_H100_UTTERANCES_PER_S = "1,741"
@@ -43,7 +43,6 @@ NVIDIA_BATCH = 192  # per GPU (config_DGXH100_1x8x192x1.sh)
 MEAN_DURATION = 12.3
 LABELS_PER_S = 4.0  # an assumption for the synthetic labels, not measured against librispeech1023.model
 CPU_RUNS = [("debug", 32, 2.0), ("full", 4, MEAN_DURATION)]  # model, batch, seconds per utterance
-COMPILE_BLOCKS = ("joint_net",)  # the (B, T, U) joint; the LSTMs are cuDNN/oneDNN kernels that dynamo leaves eager
 # NVIDIA's hyperparameters_1536.sh (the 1x8x192 run); only the LR schedule's first steps and the EMA touch the timing
 NVIDIA_HYPERPARAMETERS = dict(lr=0.0072, warmup_epochs=5, hold_epochs=26, decay=0.92, ema=0.995)
 
@@ -173,7 +172,7 @@ def main(argv=None) -> int:
              f"duration default {MEAN_DURATION} s: LibriSpeech's mean training utterance (960.9 h in 281,241).",
              "model TFLOP/s: 3x the forward matmul FLOPs (LSTM gates, joint projections, joint output at every "
              "encoder frame x label) at each utterance's own lengths, padding not counted.",
-             f"compile: torch.compile of {', '.join(COMPILE_BLOCKS)} (rnnt.train itself does not compile).",
+             f"compile: torch.compile of {', '.join(COMPILE_BLOCKS)} (what rnnt.train compiles with TORCH_COMPILE=1).",
              f"anchor (NVIDIA's, not measured here): NVIDIA v3.0, 1x DGX H100 (16.7 min, batch {NVIDIA_BATCH} per GPU, "
              "fp16, DALI, apex's transducer joint and loss, fused LAMB) on LibriSpeech: "
              f"~{NVIDIA_H100_UTTERANCES_PER_S} utterances/s per H100 (FACTS.md §5); shown for the full model at "

@@ -9,6 +9,7 @@ DATALOADER_WORKERS are `common.config.RuntimeConfig`'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from common.config import env_field
 
@@ -63,6 +64,8 @@ class RNNTConfig:
     init_scale: float = env_field("WEIGHTS_INIT_SCALE", "LSTM weights and biases scaled by this at init", 0.5)
     num_buckets: int = env_field("BUCKET", "duration buckets of the training sampler (1: a plain shuffle)", 1)
     accumulation: int = env_field("GRAD_ACCUMULATION_STEPS", "micro-batches per optimizer step", 1)
+    transducer_loss: Literal["torchaudio", "apex"] = env_field(
+        "TRANSDUCER_LOSS", "the loss kernel: torchaudio's, or apex.contrib.transducer's (NVIDIA's, GPU)", "torchaudio")
 
     def __post_init__(self):
         for name, value in (("BATCHSIZE", self.batch_size), ("EVAL_BATCHSIZE", self.eval_batch_size),

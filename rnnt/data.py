@@ -11,7 +11,8 @@ utterances longer than 16.7 s (their `original_duration`, before speed
 perturbation); evaluation reads dev-clean whole. `read_manifest` checks every
 entry before a run starts — a missing key, a WAV file that is not there, a
 transcript the tokenizer cannot encode without `<unk>` — naming the manifest
-and the entry; a WAV that is not 16 kHz PCM is named when it is read.
+and the entry; a WAV that is not readable audio at 16 kHz, or whose sample count
+is not the entry's `num_samples`, is named when it is read.
 
 `EpochBatches` is the reference's bucketing sampler (rnnt/pytorch/common/data/
 dali/sampler.py): per epoch, the utterances sorted by duration and split into
@@ -49,6 +50,7 @@ class Utterance:
     transcript: str
     duration: float  # seconds, before speed perturbation
     tokens: tuple
+    num_samples: int | None = None  # the manifest's; checked against the file when it is read
 
 
 def manifest_path(root: Path, split: str) -> Path:
@@ -101,10 +103,11 @@ def read_manifest(root: Path, split: str, tokenizer: Tokenizer, max_duration: fl
     utterances = []
     for i, entry in enumerate(entries):
         try:
-            transcript, fname, duration = entry["transcript"], entry["files"][-1]["fname"], entry["original_duration"]
-        except (KeyError, IndexError, TypeError) as e:
-            raise DataError(f"{path}: entry {i} lacks {e}; expected transcript, files[].fname and "
-                            "original_duration") from None
+            transcript, duration = entry["transcript"], entry["original_duration"]
+            fname, num_samples = entry["files"][-1]["fname"], int(entry["files"][-1]["num_samples"])
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: entry {i} lacks {e}; expected transcript, files[].fname, "
+                            "files[].num_samples and original_duration") from None
         if max_duration is not None and duration > max_duration:
             continue
         wav = Path(root) / fname
@@ -114,7 +117,7 @@ def read_manifest(root: Path, split: str, tokenizer: Tokenizer, max_duration: fl
         if UNK in tokens or not tokens:
             raise DataError(f"{path}: entry {i} ({fname}): transcript {transcript!r} encodes to "
                             f"{'nothing' if not tokens else '<unk>'} with {tokenizer.path}")
-        utterances.append(Utterance(wav, transcript, float(duration), tuple(tokens)))
+        utterances.append(Utterance(wav, transcript, float(duration), tuple(tokens), num_samples))
     return utterances
 
 
@@ -142,8 +145,8 @@ def manifest_entry(root: Path, wav: Path, transcript: str) -> dict:
             "original_duration": duration, "original_num_samples": info.frames}
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """A mono float32 16 kHz waveform."""
+def read_audio(path: Path, num_samples: int | None = None) -> np.ndarray:
+    """A mono float32 16 kHz waveform (of `num_samples` samples, when given: the manifest's count)."""
     import soundfile
 
     try:
@@ -152,6 +155,9 @@ def read_audio(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable audio file ({e})") from e
     if rate != RULES.sample_rate:
         raise DataError(f"{path}: {rate} Hz; expected {RULES.sample_rate} Hz (the preprocessing resamples)")
+    if num_samples is not None and len(audio) != num_samples:
+        raise DataError(f"{path}: {len(audio)} samples, but its manifest entry says num_samples {num_samples}; "
+                        "a truncated file or a stale manifest (python3 -m rnnt.preprocess rewrites both)")
     return audio.mean(axis=1)  # downmix, as the reference's reader
 
 
@@ -205,7 +211,7 @@ class TrainUtterances(Dataset):
         index, epoch = item
         utterance = self.utterances[index]
         rng = np.random.default_rng((self.seed, epoch, index))
-        return prepare_audio(read_audio(utterance.path), rng), utterance.tokens
+        return prepare_audio(read_audio(utterance.path, utterance.num_samples), rng), utterance.tokens
 
 
 class EvalUtterances(Dataset):
@@ -217,7 +223,7 @@ class EvalUtterances(Dataset):
 
     def __getitem__(self, index: int):
         utterance = self.utterances[index]
-        return prepare_audio(read_audio(utterance.path), None), utterance.tokens
+        return prepare_audio(read_audio(utterance.path, utterance.num_samples), None), utterance.tokens
 
 
 def collate(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -232,14 +238,3 @@ def collate(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
         labels[i, :len(t)] = torch.tensor(t)
     return batch, lengths, labels, label_lengths
 
-
-def word_errors(hypothesis: str, reference: str) -> int:
-    """Word-level Levenshtein distance."""
-    h, r = hypothesis.split(), reference.split()
-    previous = list(range(len(h) + 1))
-    for i, word in enumerate(r, 1):
-        current = [i]
-        for j, guess in enumerate(h, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != guess)))
-        previous = current
-    return previous[-1]

@@ -1,7 +1,9 @@
 """Word error rate of the EMA weights on dev-clean: greedy decoding, total word edits / total reference words.
 
-Each rank decodes its share of the utterances; the two sums are all-reduced,
-so the rate is over the whole set exactly. Hypotheses and references are both
+The edits and words are torchmetrics' `WordErrorRate` counts (its `errors`
+and `total` states: word-level Levenshtein distance, reference words). Each
+rank decodes its share of the utterances; the two sums are all-reduced, so the
+rate is over the whole set exactly. Hypotheses and references are both
 decoded from label ids by the tokenizer (the reference compares
 `sp.decode(labels)`, not the raw transcript), and split on whitespace.
 """
@@ -15,7 +17,7 @@ import torch.nn as nn
 
 from common import dist
 from rnnt.config import RULES
-from rnnt.data import Tokenizer, word_errors
+from rnnt.data import Tokenizer
 from rnnt.features import Features
 from rnnt.model import RNNT, greedy_decode
 
@@ -39,16 +41,24 @@ class EMA:
                 ema.copy_(value)
 
 
+def error_counts(hypotheses: list[str], references: list[str]) -> tuple[int, int]:
+    """(word edits, reference words) of a batch of transcripts, by torchmetrics' WordErrorRate."""
+    from torchmetrics.text import WordErrorRate
+
+    metric = WordErrorRate()
+    metric.update(hypotheses, references)
+    return int(metric.errors), int(metric.total)
+
+
 def word_error_rate(model: RNNT, features: Features, batches: Iterable, tokenizer: Tokenizer,
                     device: torch.device) -> float:
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # edits, reference words
     for audio, lengths, labels, label_lengths in batches:
         x, frames = features(audio, lengths)
         hypotheses = greedy_decode(model, x, frames, max_symbols=RULES.max_symbols)
-        for hypothesis, label, n in zip(hypotheses, labels.tolist(), label_lengths.tolist()):
-            reference = tokenizer.decode(label[:n])
-            totals[0] += word_errors(tokenizer.decode(hypothesis), reference)
-            totals[1] += len(reference.split())
+        references = [tokenizer.decode(label[:n]) for label, n in zip(labels.tolist(), label_lengths.tolist())]
+        edits, words = error_counts([tokenizer.decode(h) for h in hypotheses], references)
+        totals += torch.tensor([edits, words], dtype=totals.dtype, device=device)
     totals = dist.all_reduce_sum(totals)
     if totals[1] == 0:
         raise RuntimeError("no reference words were scored")

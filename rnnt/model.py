@@ -123,14 +123,25 @@ def build_rnnt(shape: RNNTShape = RNNTShape(), init_scale: float = 0.5) -> RNNT:
 
 
 def rnnt_loss(logits: torch.Tensor, logit_lengths: torch.Tensor, labels: torch.Tensor, label_lengths: torch.Tensor,
-              blank: int) -> torch.Tensor:
+              blank: int, implementation: str = "torchaudio") -> torch.Tensor:
     """The transducer loss summed over each utterance, averaged over the batch (warp-transducer's and apex's
-    'mean', as the reference and NVIDIA use it); float32, logits (the log-softmax is inside)."""
+    'mean', as the reference and NVIDIA use it); float32, logits (the log-softmax is inside). `implementation`
+    "apex": apex.contrib.transducer's TransducerLoss, NVIDIA's v3.0 GPU kernel (rnnt/loss.py there), imported
+    only then (TRANSDUCER_LOSS=apex)."""
+    t_max = int(logit_lengths.max())  # the kernels want T == max length and U == max label length + 1
+    x = logits[:, :t_max, :int(label_lengths.max()) + 1].float()
+    if implementation == "apex":
+        try:
+            from apex.contrib.transducer import TransducerLoss
+        except ImportError as e:
+            raise RuntimeError("TRANSDUCER_LOSS=apex: apex.contrib.transducer is not importable (apex built "
+                               f"without --transducer?): {e}; use TRANSDUCER_LOSS=torchaudio") from e
+        return TransducerLoss(packed_input=False)(x, labels.int(), logit_lengths.int(), label_lengths.int(),
+                                                  blank).mean()
     from torchaudio.functional import rnnt_loss as transducer_loss  # only training and its tests need torchaudio
 
-    t_max = int(logit_lengths.max())  # the kernels want T == max length and U == max label length + 1
-    return transducer_loss(logits[:, :t_max, :int(label_lengths.max()) + 1].float(), labels.int(),
-                           logit_lengths.int(), label_lengths.int(), blank=blank, reduction="mean")
+    return transducer_loss(x, labels.int(), logit_lengths.int(), label_lengths.int(), blank=blank,
+                           reduction="mean")
 
 
 @torch.no_grad()

@@ -34,6 +34,8 @@ from rnnt.features import Features
 from rnnt.model import RNNTShape, build_rnnt, rnnt_loss
 
 BENCH_DIR = Path(__file__).resolve().parent
+# TORCH_COMPILE=1: the (B, T, U) joint; the LSTMs are cuDNN/oneDNN kernels that dynamo leaves eager
+COMPILE_BLOCKS = ("joint_net",)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,7 +107,8 @@ def build_step(model: nn.Module, raw: nn.Module, features: Features, cfg: RNNTCo
         audio, lengths, labels, label_lengths = batch
         x, frames = features(audio, lengths, generator)
         logits, f_lengths = model(x, frames, labels)
-        return rnnt_loss(logits, f_lengths, labels, label_lengths, blank=raw.shape.blank)
+        return rnnt_loss(logits, f_lengths, labels, label_lengths, blank=raw.shape.blank,
+                         implementation=cfg.transducer_loss)
 
     return TrainStep(model, optimizer, loss, precision=s.precision, device=s.device, count=lambda b: len(b[0]),
                      lr=learning_rate(cfg, steps_per_epoch), accumulation=cfg.accumulation, after_update=ema.update)
@@ -131,7 +134,8 @@ def main(argv=None) -> int:
                   f"the full model needs the 1023-piece tokenizer; {tokenizer.path} has {len(tokenizer)}")
         torch.manual_seed(s.seed)  # DDP starts every rank from rank 0's weights
         raw = build_rnnt(RNNTShape() if full else RNNTShape.debug(len(tokenizer)), cfg.init_scale)
-        model = parallelize_ddp(raw, device=s.device, world_size=s.world_size, precision=s.precision)
+        model = parallelize_ddp(raw, device=s.device, world_size=s.world_size, precision=s.precision,
+                                compile_blocks=COMPILE_BLOCKS if s.runtime.torch_compile else None)
         ema = EMA(raw, cfg.ema)
         features = Features().to(s.device)
         sampler = data.EpochBatches([u.duration for u in train], cfg.batch_size, s.world_size, s.rank, s.seed,

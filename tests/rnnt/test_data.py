@@ -7,8 +7,8 @@ import sentencepiece
 import soundfile
 import torch
 
-from rnnt.data import (DataError, EpochBatches, Tokenizer, collate, manifest_path, read_audio, read_manifest,
-                       word_errors)
+from rnnt.data import DataError, EpochBatches, Tokenizer, collate, manifest_path, read_audio, read_manifest
+from rnnt.evaluate import error_counts
 
 WORDS = "the cat sat on a mat and then ran far away from every dog in town".split()
 
@@ -29,7 +29,8 @@ def write_split(root, entries):
 
 
 def entry(fname, transcript="the cat sat", duration=1.0):
-    return {"transcript": transcript, "files": [{"fname": fname, "duration": duration, "speed": 1}],
+    return {"transcript": transcript,
+            "files": [{"fname": fname, "duration": duration, "num_samples": int(duration * 16000), "speed": 1}],
             "original_duration": duration, "original_num_samples": int(duration * 16000)}
 
 
@@ -50,6 +51,9 @@ def test_manifest_entries_are_read_filtered_by_duration_and_checked(tmp_path, to
     write_split(tmp_path, [entry("dev-clean-wav/a.wav", transcript="zebra quiz")])
     with pytest.raises(DataError, match="encodes to <unk>"):
         read_manifest(tmp_path, "dev-clean", tokenizer)
+    write_split(tmp_path, [{**entry("dev-clean-wav/a.wav"), "files": [{"fname": "dev-clean-wav/a.wav"}]}])
+    with pytest.raises(DataError, match="entry 0 lacks 'num_samples'"):
+        read_manifest(tmp_path, "dev-clean", tokenizer)
     manifest_path(tmp_path, "dev-clean").write_text("[{")
     with pytest.raises(DataError, match="not readable json"):
         read_manifest(tmp_path, "dev-clean", tokenizer)
@@ -62,6 +66,9 @@ def test_audio_must_be_16_khz_and_is_downmixed(tmp_path):
     soundfile.write(tmp_path / "r.wav", stereo, 8000)
     with pytest.raises(DataError, match="r.wav: 8000 Hz; expected 16000"):
         read_audio(tmp_path / "r.wav")
+    assert len(read_audio(tmp_path / "s.wav", num_samples=100)) == 100
+    with pytest.raises(DataError, match="s.wav: 100 samples, but its manifest entry says num_samples 160"):
+        read_audio(tmp_path / "s.wav", num_samples=160)  # a truncated file, or a stale manifest
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000")
     with pytest.raises(DataError, match="bad.wav: not a readable audio file"):
         read_audio(tmp_path / "bad.wav")
@@ -83,12 +90,23 @@ def test_epoch_batches_drop_the_remainder_and_split_each_global_batch_over_ranks
     assert bucketed.shape == (10, 10)
 
 
-def test_collate_pads_audio_and_labels_and_word_errors_are_levenshtein():
+def test_collate_pads_audio_and_labels():
     audio, lengths, labels, label_lengths = collate([(np.ones(5, np.float32), (3, 4)), (np.ones(2, np.float32), (7,))])
     assert audio.shape == (2, 5) and lengths.tolist() == [5, 2] and audio[1, 2:].sum() == 0
     assert labels.tolist() == [[3, 4], [7, 0]] and label_lengths.tolist() == [2, 1]
-    assert word_errors("the cat sat", "the cat sat") == 0
-    assert word_errors("the sat", "the cat sat") == 1  # a deletion
-    assert word_errors("a the cat sat on", "the cat sat") == 2  # two insertions
-    assert word_errors("", "the cat") == 2 and word_errors("dog", "cat") == 1
     assert torch.is_tensor(audio)
+
+
+@pytest.mark.parametrize("hypothesis, reference, edits", [
+    ("the cat sat", "the cat sat", 0),
+    ("the sat", "the cat sat", 1),  # a deletion
+    ("the mat sat", "the cat sat", 1),  # a substitution
+    ("a the cat sat on", "the cat sat", 2),  # two insertions
+    ("", "the cat", 2),
+])
+def test_word_errors_are_torchmetrics_levenshtein_counts(hypothesis, reference, edits):
+    assert error_counts([hypothesis], [reference]) == (edits, len(reference.split()))
+
+
+def test_the_error_rate_is_total_edits_over_total_words_not_a_mean_of_rates():
+    assert error_counts(["the cat sat", "dog"], ["the cat sat on a mat", "cat"]) == (4, 7)  # 4/7, not (1/2 + 1)/2

@@ -66,6 +66,34 @@ def test_loss_is_the_mean_over_the_batch_of_each_utterances_negative_log_likelih
     assert rnnt_loss(logits, lengths, labels, label_lengths, blank=4).item() == pytest.approx(expected, rel=1e-5)
 
 
+def apex_importable() -> bool:
+    try:
+        import apex.contrib.transducer  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def loss_case():
+    torch.manual_seed(0)
+    return torch.randn(2, 6, 4, 5), torch.tensor([6, 4]), torch.tensor([[1, 2, 3], [0, 2, 0]]), torch.tensor([3, 2])
+
+
+@pytest.mark.skipif(apex_importable(), reason="apex.contrib.transducer is installed here")
+def test_the_apex_loss_without_apex_names_the_variable():
+    logits, lengths, labels, label_lengths = loss_case()
+    with pytest.raises(RuntimeError, match="TRANSDUCER_LOSS=apex: apex.contrib.transducer is not importable"):
+        rnnt_loss(logits, lengths, labels, label_lengths, blank=4, implementation="apex")
+
+
+@pytest.mark.skipif(not apex_importable(), reason="needs apex.contrib.transducer and a GPU (NVIDIA's container)")
+def test_the_apex_loss_equals_torchaudios():
+    logits, lengths, labels, label_lengths = (t.cuda() for t in loss_case())
+    expected = rnnt_loss(logits, lengths, labels, label_lengths, blank=4)
+    assert rnnt_loss(logits, lengths, labels, label_lengths, blank=4, implementation="apex").item() == \
+        pytest.approx(expected.item(), rel=1e-5)
+
+
 def reference_greedy(model, f, length, max_symbols=300, max_per_step=30):
     """The reference's decoder (rnnt/decoder.py), one utterance at a time."""
     hidden, label = None, []
