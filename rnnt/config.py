@@ -50,7 +50,9 @@ RULES = Rules()
 class RNNTConfig:
     """Hyperparameters of one run (NVIDIA's hyperparameters_<global batch>.sh, the RCP's)."""
 
-    batch_size: int = env_field("BATCHSIZE", "per-process (per-GPU) training batch, in utterances")
+    batch_size: int = env_field("BATCHSIZE", "per-process (per-GPU) micro-batch, in utterances: the global batch "
+                                "is BATCHSIZE x processes x GRAD_ACCUMULATION_STEPS (NVIDIA's BATCHSIZE is the "
+                                "per-GPU batch before its division by the accumulation steps)")
     eval_batch_size: int = env_field("EVAL_BATCHSIZE", "per-process evaluation batch")
     lr: float = env_field("LR", "LAMB learning rate after warmup")
     num_epochs: int = env_field("EPOCH", "give up after this many epochs (an evaluation follows each)")

@@ -94,8 +94,10 @@ class Features(nn.Module):
     @torch.no_grad()
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None):
         """(B, S) zero-padded float audio and sample counts -> (T, B, 240) features and frame counts; SpecAugment
-        draws from `generator` (a CPU generator) when given: training."""
-        x, frames = self.log_mel(audio, lengths)
+        draws from `generator` (a CPU generator) when given: training. Always float32: under bf16 autocast the
+        mel matmul would round the energies (the reference computes its features with autocasting disabled)."""
+        with torch.autocast(audio.device.type, enabled=False):
+            x, frames = self.log_mel(audio, lengths)
         if generator is not None:
             x = spec_augment(x, frames, generator)
         x, frames = stack_time(x.permute(2, 0, 1), frames, RULES.frame_stack)  # (T / 3, B, 240)

@@ -6,9 +6,9 @@ Launch on one DGX H100 without SLURM (torchrun, 8 processes, 10 logged experimen
 
 DATADIR holds the {train-clean-100,train-clean-360,train-other-500,dev-clean}-wav folders, their
 librispeech-<split>-wav.json manifests and sentencepieces/librispeech1023.model. Training utterances
-longer than 16.7 s are dropped; an epoch is every other utterance once, the last incomplete global batch
-dropped. LAMB (betas BETA1/BETA2, eps 1e-9, weight decay 1e-3 on every parameter, global-norm clipping 1)
-at LR: linear warmup per step over WARMUP epochs, HOLD_EPOCHS at LR, then x LR_DECAY_POWER per epoch,
+longer than 16.7 s are dropped; an epoch is every remaining utterance once but N mod the global batch of
+them, dropped at random. LAMB (betas BETA1/BETA2, eps 1e-9, weight decay 1e-3 on every parameter,
+global-norm clipping 1) at LR: linear warmup per step over WARMUP epochs, HOLD_EPOCHS at LR, then x LR_DECAY_POWER per epoch,
 floored at 1e-5. After every epoch the EMA of the weights (EMA per step) decodes dev-clean greedily;
 stop at WER <= 0.058.
 """
@@ -136,6 +136,8 @@ def main(argv=None) -> int:
         raw = build_rnnt(RNNTShape() if full else RNNTShape.debug(len(tokenizer)), cfg.init_scale)
         model = parallelize_ddp(raw, device=s.device, world_size=s.world_size, precision=s.precision,
                                 compile_blocks=COMPILE_BLOCKS if s.runtime.torch_compile else None)
+        if s.world_size > 1:  # dropout and dither: each rank its own draws (the reference seeds seed + local rank)
+            torch.manual_seed(s.seed + s.rank)
         ema = EMA(raw, cfg.ema)
         features = Features().to(s.device)
         sampler = data.EpochBatches([u.duration for u in train], cfg.batch_size, s.world_size, s.rank, s.seed,

@@ -65,3 +65,49 @@ def test_silence_trimming_equals_the_direct_moving_window():
         power = np.convolve(audio ** 2, np.ones(2048) / 2048, mode="valid")
         loud = np.flatnonzero(power > power.max() * 1e-6)
         assert np.array_equal(nonsilent(audio), audio[loud[0]:loud[-1] + 2048])
+
+
+def test_features_ignore_bf16_autocast():
+    audio = torch.from_numpy(np.stack([tone(0.5), tone(0.5, 660)]))
+    lengths = torch.tensor([8000, 8000])
+    torch.manual_seed(0)  # the same dither
+    expected, _ = Features()(audio, lengths)
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = Features()(audio, lengths)
+    assert got.dtype == torch.float32 and torch.equal(got, expected)
+
+
+def slaney_mel(hz):
+    """Slaney's Auditory Toolbox scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    hz = np.asarray(hz, np.float64)
+    return np.where(hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000) / np.log(6.4))
+
+
+def slaney_hz(mel):
+    mel = np.asarray(mel, np.float64)
+    return np.where(mel < 15, 200 * mel / 3, 1000 * np.exp((mel - 15) * np.log(6.4) / 27))
+
+
+@pytest.mark.parametrize("m", [0, 20, 57, 79])
+def test_mel_filters_are_slaney_triangles_of_unit_area(m):
+    """Filter m rises from edge m to m + 1 and falls to m + 2 (82 edges equally spaced in mel over 0-8 kHz),
+    scaled by 2 / (its width in Hz), at the 257 FFT bin frequencies."""
+    edges = slaney_hz(np.linspace(slaney_mel(0.0), slaney_mel(8000.0), 82))
+    bins = np.linspace(0, 8000, 257)
+    low, centre, high = edges[m], edges[m + 1], edges[m + 2]
+    expected = np.maximum(0, np.minimum((bins - low) / (centre - low), (high - bins) / (high - centre)))
+    expected *= 2 / (high - low)
+    assert np.allclose(Features().fbanks[:, m].double().numpy(), expected, atol=1e-7)
+    assert expected.max() > 0  # every filter covers at least one bin
+
+
+def test_spec_augment_draws_two_frequency_and_ten_time_masks_per_utterance():
+    x = torch.ones(200, 80, 500)
+    frames = torch.full((200,), 500)
+    out = spec_augment(x, frames, torch.Generator().manual_seed(1))
+    bins = (out.sum(2) == 0).sum(1).double()  # masked mel bins of each utterance
+    times = (out.sum(1) == 0).sum(1).double()  # masked frames
+    # Two widths U{0..20}: 20 bins on average, fewer where they overlap; ten U{0..15}: 75 frames, less overlap.
+    assert 16 < bins.mean() <= 20 and bins.max() <= 40
+    assert 60 < times.mean() <= 75 and times.max() <= 150

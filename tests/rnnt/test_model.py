@@ -95,7 +95,8 @@ def test_the_apex_loss_equals_torchaudios():
 
 
 def reference_greedy(model, f, length, max_symbols=300, max_per_step=30):
-    """The reference's decoder (rnnt/decoder.py), one utterance at a time."""
+    """The reference's decoder (rnnt/decoder.py), one utterance at a time, with NVIDIA's cap: it stops at
+    `max_symbols` labels exactly (the reference checks its cap only when a frame starts)."""
     hidden, label = None, []
     for t in range(length):
         if len(label) >= max_symbols:
@@ -129,3 +130,57 @@ def test_batched_greedy_decoding_equals_the_one_utterance_loop(max_symbols):
         expected = [reference_greedy(model, f[i], int(f_lengths[i]), max_symbols) for i in range(3)]
     assert hypotheses == expected
     assert max(map(len, hypotheses)) == (3 if max_symbols == 3 else max(map(len, expected))) > 0
+
+
+def test_loss_gradients_equal_the_recursions():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 3, 4, dtype=torch.float64)  # blank = 3
+    labels, lengths, label_lengths = torch.tensor([[0, 2], [1, 0]]), torch.tensor([5, 3]), torch.tensor([2, 1])
+    ours = logits.clone().float().requires_grad_()
+    rnnt_loss(ours, lengths, labels, label_lengths, blank=3).backward()
+    expected = torch.zeros_like(logits)
+    for b, (t, u) in enumerate([(5, 2), (3, 1)]):
+        for index in np.ndindex(t, u + 1, 4):  # central differences of the float64 recursion
+            step = torch.zeros(t, u + 1, 4, dtype=torch.float64)
+            step[index] = 1e-6
+            case = logits[b, :t, :u + 1]
+            target = labels[b, :u].tolist()
+            expected[(b, *index)] = (forward_recursion(case + step, target, 3) -
+                                     forward_recursion(case - step, target, 3)) / 2e-6 / 2  # mean over 2
+    assert torch.allclose(ours.grad.double(), expected, atol=1e-5)
+
+
+class ScriptedModel:
+    """A stand-in for RNNT in greedy decoding: encoder frame t asks for `due[b][t]` labels emitted by its end,
+    the prediction network counts the labels fed to it, and the joint emits `script[b][count]` while the count
+    is short of the frame's due, blank otherwise."""
+
+    def __init__(self, script, due, labels=6):
+        self.script, self.due = script, torch.tensor(due, dtype=torch.float32)
+        self.shape = RNNTShape(num_labels=labels)
+
+    def encode(self, features, lengths):
+        return self.due[:, :, None], lengths
+
+    def predict(self, labels, state=None, start=True):
+        if labels is None:
+            return torch.zeros(1, 1, 1), (torch.zeros(1, 1, 1),)
+        count = state[0] + 1  # (1, B, 1)
+        return count.transpose(0, 1), (count,)
+
+    def joint(self, f, g):
+        out = torch.full((f.shape[0], 1, 1, self.shape.num_labels + 1), -10.0)
+        for b in range(f.shape[0]):
+            count = int(g[b, 0, 0])
+            k = self.script[b][count] if count < float(f[b, 0, 0]) else self.shape.blank
+            out[b, 0, 0, k] = 10.0
+        return out
+
+
+def test_greedy_decoding_emits_a_scripted_sequence_within_the_per_frame_and_total_caps():
+    script = [[1, 4, 4, 2], [3] * 40, [0, 5]]
+    due = [[1, 1, 3, 4], [40, 40, 40, 40], [0, 0, 0, 2]]  # utterance 1 wants 40 labels at its first frame
+    lengths = torch.tensor([4, 4, 3])  # utterance 2's last frame is padding: its labels never come
+    got = greedy_decode(ScriptedModel(script, due), None, lengths)
+    assert got == [[1, 4, 4, 2], [3] * 40, []]  # 30 in frame 0 (the per-frame cap), the other 10 in frame 1
+    assert greedy_decode(ScriptedModel(script, due), None, lengths, max_symbols=5) == [[1, 4, 4, 2], [3] * 5, []]
