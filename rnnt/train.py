@@ -5,13 +5,12 @@ Launch on one DGX H100 without SLURM (torchrun, 8 processes, 10 logged experimen
         ../common/run_local.sh
 
 DATADIR holds the {train-clean-100,train-clean-360,train-other-500,dev-clean}-wav folders, their
-librispeech-<split>-wav.json manifests and sentencepieces/librispeech1023.model. Training utterances
-longer than 16.7 s are dropped; an epoch is every remaining utterance once but N mod the global batch of
-them, dropped at random. LAMB (betas BETA1/BETA2, eps 1e-9, weight decay 1e-3 on every parameter,
-global-norm clipping 1) at LR: linear warmup per step over WARMUP epochs, HOLD_EPOCHS at LR, then x LR_DECAY_POWER per epoch,
-floored at 1e-5. After every epoch the EMA of the weights (EMA per step) decodes dev-clean greedily;
-stop at WER <= 0.058.
-"""
+librispeech-<split>-wav.json manifests and sentencepieces/librispeech1023.model. Training utterances longer
+than 16.7 s are dropped; an epoch is every remaining utterance once but N mod the global batch of them,
+dropped at random. LAMB (betas BETA1/BETA2, eps 1e-9, weight decay 1e-3 on every parameter, global-norm
+clipping 1) at LR: linear warmup per step over WARMUP epochs, HOLD_EPOCHS at LR, then x LR_DECAY_POWER per
+epoch, floored at 1e-5. After every epoch the EMA of the weights (EMA per step) decodes dev-clean greedily;
+stop at WER <= 0.058."""
 from __future__ import annotations
 
 import argparse

@@ -20,6 +20,7 @@ SMOKES = {
     "retinanet": ("retinanet_smoke", "ssd", [], "epochs"),
     "maskrcnn": ("maskrcnn_smoke", "maskrcnn", [], "epochs"),
     "unet3d": ("unet3d_smoke", "unet3d", [], "epochs"),
+    "rnnt": ("rnnt_smoke", "rnnt", [], "epochs"),
 }
 
 pytestmark = pytest.mark.slow
