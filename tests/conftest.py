@@ -188,3 +188,49 @@ def reseeded_copies(logs: list[Path], count: int, out_dir: Path, first_seed: int
         copies.append(out_dir / f"run_{i}.log")
         copies[-1].write_text(SEED_EVENT.sub(rf"\g<1>{first_seed + i}", text))
     return copies
+
+
+def train_one_epoch(module: str, config: Path, data_dir: Path, log: Path, nproc: int, seed: int = 4,
+                    **overrides: str) -> list[dict]:
+    """`python3 -m MODULE` on `nproc` gloo processes (torchrun when more than one) with a CPU config and
+    `overrides` set to stop after one epoch short of the target (exit 1); returns the log's events."""
+    from compliance.check import read_events
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
+        if nproc > 1 else [sys.executable]
+    proc = subprocess.run([*cmd, "-m", module, "--data-dir", str(data_dir), "--seed", str(seed), "--log-file",
+                           str(log)], cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env=config_env(config, DGXNGPU=str(nproc), DATALOADER_WORKERS="0", **overrides))
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]  # one epoch, short of the target
+    return read_events(log)
+
+
+def package_dry_run(bench: str, logs: list[Path], out: Path) -> tuple[list[str], Path]:
+    """`compliance.package --dry-run` of `logs` into `out`, asserted to succeed; returns the result files' names
+    and the implementation folder."""
+    from compliance.package import BENCHMARKS, PACKAGE_SUCCESS
+
+    proc = subprocess.run([sys.executable, "-m", "compliance.package", "--org", "mlperf-h100", "--bench", bench,
+                           "--out", str(out), "--system", "host", "--dry-run", *map(str, logs)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert PACKAGE_SUCCESS in proc.stdout
+    results = next((out / "mlperf-h100" / "results").glob(f"*/{BENCHMARKS[bench].mlperf_name}"))
+    return sorted(p.name for p in results.iterdir()), out / "mlperf-h100" / "benchmarks" / bench / "implementations" \
+        / "pytorch"
+
+
+def gloo_ranks(target, world: int, store: Path, *args, timeout: int = 120) -> dict:
+    """`target(rank, world, store, *args, queue)` in `world` spawned processes; each puts (rank, result) on the
+    queue once it has joined the gloo group at `file://store`. Returns {rank: result}."""
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    procs = [context.Process(target=target, args=(rank, world, str(store), *args, queue)) for rank in range(world)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=timeout) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    return results

@@ -9,6 +9,7 @@ from common.detection import gather_on_rank0
 from maskrcnn import data
 from maskrcnn.evaluate import Evaluator, coco_results, split_by_type
 from maskrcnn.synthetic import SyntheticSpec, write_images
+from tests.conftest import gloo_ranks
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +97,8 @@ def _score_shard(rank: int, world: int, store: str, root: str, queue) -> None:
 
 
 def test_two_ranks_gather_their_detections_once_and_both_get_rank_0s_scores(split, tmp_path):
-    import torch.multiprocessing as mp
     evaluator, _ = split
     root = str(evaluator.labels_json.parents[1])
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    procs = [context.Process(target=_score_shard, args=(rank, 2, str(tmp_path / "store"), root, queue))
-             for rank in range(2)]
-    for p in procs:
-        p.start()
-    scores = dict(queue.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+    scores = gloo_ranks(_score_shard, 2, tmp_path / "store", root)
     # Either half alone would score about 0.5 recall-limited AP; both halves on rank 0 score 1.0, sent to rank 1.
     assert scores[0] == scores[1] == {"BBOX": pytest.approx(1.0), "SEGM": pytest.approx(1.0)}

@@ -15,6 +15,7 @@ from rnnt.evaluate import word_error_rate
 from rnnt.features import Features
 from rnnt.model import RNNTShape, build_rnnt
 from rnnt.synthetic import SyntheticSpec, lexicon, train_tokenizer, write_split
+from tests.conftest import gloo_ranks
 
 UTTERANCES = 24
 
@@ -57,18 +58,8 @@ def _score_shard(rank: int, world: int, store: str, root: str, queue) -> None:
 
 
 def test_two_ranks_sum_their_edits_and_words_into_the_one_process_wer(dev_set, tmp_path):
-    import torch.multiprocessing as mp
-
     whole = score(dev_set)
     halves = [score(dev_set, indices=range(r, UTTERANCES, 2)) for r in range(2)]
     assert whole > 0 and halves[0] != whole != halves[1]  # either half alone would be a different rate
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    procs = [context.Process(target=_score_shard, args=(rank, 2, str(tmp_path / "store"), str(dev_set), queue))
-             for rank in range(2)]
-    for p in procs:
-        p.start()
-    scores = dict(queue.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+    scores = gloo_ranks(_score_shard, 2, tmp_path / "store", str(dev_set))
     assert scores[0] == scores[1] == whole  # integer sums in float64: exact

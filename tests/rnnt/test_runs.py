@@ -1,12 +1,8 @@
 """End-to-end CPU runs of RNN-T on the synthetic LibriSpeech-layout set (a minute or two each)."""
-import subprocess
-import sys
-
 import pytest
 
 from compliance.check import read_events, run_checker, summarize
-from compliance.package import PACKAGE_SUCCESS
-from tests.conftest import REPO, RNNT_CPU_CONFIG, config_env, reseeded_copies
+from tests.conftest import RNNT_CPU_CONFIG, package_dry_run, reseeded_copies, train_one_epoch
 
 pytestmark = pytest.mark.slow
 
@@ -29,17 +25,9 @@ def test_cpu_smoke_run_reaches_the_target_and_passes_the_checker(rnnt_smoke):
 
 
 def one_epoch(root, tmp_path, nproc, batch):
-    log = tmp_path / f"run_{nproc}.log"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
-        if nproc > 1 else [sys.executable]
-    proc = subprocess.run([*cmd, "-m", "rnnt.train", "--data-dir", str(root), "--seed", "4", "--log-file",
-                           str(log)], cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env=config_env(RNNT_CPU_CONFIG, EPOCH="1", BATCHSIZE=str(batch), DGXNGPU=str(nproc),
-                                         DATALOADER_WORKERS="0"))
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]  # one epoch, short of the target
-    events = read_events(log)
-    loss = next(e["value"]["train_loss"] for e in events if e["key"] == "tracked_stats")
-    return loss, events
+    events = train_one_epoch("rnnt.train", RNNT_CPU_CONFIG, root, tmp_path / f"run_{nproc}.log", nproc,
+                             EPOCH="1", BATCHSIZE=str(batch))
+    return next(e["value"]["train_loss"] for e in events if e["key"] == "tracked_stats"), events
 
 
 def test_two_gloo_processes_train_on_the_same_global_batches_as_one(rnnt_synthetic, tmp_path):
@@ -58,12 +46,6 @@ def test_two_gloo_processes_train_on_the_same_global_batches_as_one(rnnt_synthet
 def test_ten_runs_package_as_result_0_to_9(rnnt_smoke, tmp_path):
     _, log = rnnt_smoke
     logs = reseeded_copies([log], 10, tmp_path / "logs")  # 10 real CPU runs would take 20 minutes
-    proc = subprocess.run([sys.executable, "-m", "compliance.package", "--org", "mlperf-h100", "--bench", "rnnt",
-                           "--out", str(tmp_path / "out"), "--system", "host", "--dry-run", *map(str, logs)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert PACKAGE_SUCCESS in proc.stdout
-    results = next((tmp_path / "out" / "mlperf-h100" / "results").glob("*/rnnt"))
-    assert sorted(p.name for p in results.iterdir()) == [f"result_{i}.txt" for i in range(10)]
-    impl = tmp_path / "out" / "mlperf-h100" / "benchmarks" / "rnnt" / "implementations" / "pytorch"
+    names, impl = package_dry_run("rnnt", logs, tmp_path / "out")
+    assert names == [f"result_{i}.txt" for i in range(10)]
     assert (impl / "rnnt" / "train.py").is_file() and (impl / "common" / "harness.py").is_file()

@@ -1,12 +1,8 @@
 """End-to-end CPU runs of the 3D U-Net on the synthetic KiTS19-layout cases (a minute or two)."""
-import subprocess
-import sys
-
 import pytest
 
 from compliance.check import read_events, run_checker, summarize
-from compliance.package import PACKAGE_SUCCESS
-from tests.conftest import REPO, UNET3D_CPU_CONFIG, config_env, reseeded_copies
+from tests.conftest import UNET3D_CPU_CONFIG, package_dry_run, reseeded_copies, train_one_epoch
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +24,8 @@ def test_cpu_smoke_run_reaches_the_target_and_passes_the_checker(unet3d_smoke):
 
 
 def one_epoch(root, tmp_path, nproc, batch):
-    log = tmp_path / f"run_{nproc}.log"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
-        if nproc > 1 else [sys.executable]
-    proc = subprocess.run([*cmd, "-m", "unet3d.train", "--data-dir", str(root), "--seed", "4", "--log-file",
-                           str(log)], cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env=config_env(UNET3D_CPU_CONFIG, MAX_EPOCHS="1", START_EVAL_AT="1", LR="0.05",
-                                         BATCH_SIZE=str(batch), DGXNGPU=str(nproc), DATALOADER_WORKERS="0"))
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]  # one epoch, short of the target
-    events = read_events(log)
+    events = train_one_epoch("unet3d.train", UNET3D_CPU_CONFIG, root, tmp_path / f"run_{nproc}.log", nproc,
+                             MAX_EPOCHS="1", START_EVAL_AT="1", LR="0.05", BATCH_SIZE=str(batch))
     loss = next(e["value"]["train_loss"] for e in events if e["key"] == "tracked_stats")
     return loss, next(e["value"] for e in events if e["key"] == "eval_accuracy"), events
 
@@ -57,12 +46,6 @@ def test_two_gloo_processes_train_and_score_like_one_on_the_same_global_batch(un
 def test_forty_runs_package_as_result_00_to_39(unet3d_smoke, tmp_path):
     _, log = unet3d_smoke
     logs = reseeded_copies([log], 40, tmp_path / "logs")  # 40 real CPU runs would take most of an hour
-    proc = subprocess.run([sys.executable, "-m", "compliance.package", "--org", "mlperf-h100", "--bench", "unet3d",
-                           "--out", str(tmp_path / "out"), "--system", "host", "--dry-run", *map(str, logs)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert PACKAGE_SUCCESS in proc.stdout
-    results = next((tmp_path / "out" / "mlperf-h100" / "results").glob("*/unet3d"))
-    assert sorted(p.name for p in results.iterdir()) == [f"result_{i:02d}.txt" for i in range(40)]
-    impl = tmp_path / "out" / "mlperf-h100" / "benchmarks" / "unet3d" / "implementations" / "pytorch"
+    names, impl = package_dry_run("unet3d", logs, tmp_path / "out")
+    assert names == [f"result_{i:02d}.txt" for i in range(40)]
     assert (impl / "unet3d" / "train.py").is_file() and (impl / "common" / "harness.py").is_file()
