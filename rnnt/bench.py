@@ -87,9 +87,7 @@ def write_utterances(root: Path, count: int, seconds: float, labels_per_s: float
 def read_utterances(root: Path) -> tuple[list[data.Utterance], int]:
     """The training splits of a prepared directory, as `rnnt.train` reads them, and the tokenizer's size."""
     tokenizer = data.Tokenizer(data.tokenizer_path(root))
-    utterances = [u for split in data.TRAIN_SPLITS
-                  for u in data.read_manifest(root, split, tokenizer, max_duration=RULES.max_duration)]
-    return utterances, len(tokenizer)
+    return data.read_training(root, tokenizer), len(tokenizer)
 
 
 def measure(args, model_size: str, batch: int, utterances: list[data.Utterance], num_labels: int,

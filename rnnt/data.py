@@ -121,6 +121,11 @@ def read_manifest(root: Path, split: str, tokenizer: Tokenizer, max_duration: fl
     return utterances
 
 
+def read_training(root: Path, tokenizer: Tokenizer) -> list[Utterance]:
+    """The three training splits' utterances of at most the rules' 16.7 s."""
+    return [u for split in TRAIN_SPLITS for u in read_manifest(root, split, tokenizer, max_duration=RULES.max_duration)]
+
+
 def write_manifest(root: Path, split: str, entries: list[dict]) -> Path:
     """The split's manifest, written whole or not at all (a temporary file renamed into place)."""
     path = manifest_path(root, split)

@@ -23,7 +23,7 @@ import numpy as np
 
 from common import synthetic
 from rnnt.config import RULES
-from rnnt.data import EVAL_SPLIT, TOKENIZER_DIR, TRAIN_SPLITS, manifest_entry, write_manifest
+from rnnt.data import EVAL_SPLIT, TOKENIZER_DIR, TRAIN_SPLITS, Tokenizer, manifest_entry, write_manifest
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "yes", "no", "up", "down",
          "left", "right")
@@ -114,9 +114,7 @@ def synthesize(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> dict:
         transcripts += write_split(root, split, count, rng, spec, phones, pronunciations, long_one=n == 0)
     write_split(root, EVAL_SPLIT, RULES.eval_samples, rng, spec, phones, pronunciations)
     model = train_tokenizer(root, transcripts, spec)
-    import sentencepiece
-
-    pieces = sentencepiece.SentencePieceProcessor(model_file=str(model)).get_piece_size()
+    pieces = len(Tokenizer(model))
     return synthetic.write_marker(root, asdict(spec), words=list(WORDS), tokenizer=str(model.relative_to(root)),
                                   tokenizer_pieces=pieces, train_utterances=spec.train_utterances,
                                   eval_utterances=RULES.eval_samples)

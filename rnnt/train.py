@@ -61,7 +61,7 @@ def learning_rate(cfg: RNNTConfig, steps_per_epoch: int):
     return lr
 
 
-def hyperparameters(cfg: RNNTConfig, global_batch: int, ema: float) -> dict:
+def hyperparameters(cfg: RNNTConfig, global_batch: int) -> dict:
     return {
         constants.GLOBAL_BATCH_SIZE: global_batch,
         constants.GRADIENT_ACCUMULATION_STEPS: cfg.accumulation,
@@ -88,7 +88,7 @@ def hyperparameters(cfg: RNNTConfig, global_batch: int, ema: float) -> dict:
         "data_spec_augment_time_n": RULES.time_masks,
         "data_spec_augment_time_min": 0,
         "data_spec_augment_time_max": RULES.time_mask_max,
-        "model_eval_ema_factor": ema,
+        "model_eval_ema_factor": cfg.ema,
         "eval_max_prediction_symbols": RULES.max_symbols,
         "model_weights_initialization_scale": cfg.init_scale,
     }
@@ -114,9 +114,8 @@ def build_step(model: nn.Module, raw: nn.Module, features: Features, cfg: RNNTCo
 
 
 def to_device(batch, device: torch.device):
-    audio, lengths, labels, label_lengths = batch
-    return (audio.to(device, non_blocking=True), lengths.to(device), labels.to(device, non_blocking=True),
-            label_lengths.to(device))
+    """(audio, lengths, labels, label lengths) on the device."""
+    return tuple(t.to(device, non_blocking=True) for t in batch)
 
 
 def main(argv=None) -> int:
@@ -125,8 +124,7 @@ def main(argv=None) -> int:
         cfg = s.cfg
         s.require(not s.precision.fp8, "PRECISION", "rnnt has no FP8 path; use bf16")
         tokenizer = data.Tokenizer(data.tokenizer_path(args.data_dir))
-        train = [u for split in data.TRAIN_SPLITS
-                 for u in data.read_manifest(args.data_dir, split, tokenizer, max_duration=RULES.max_duration)]
+        train = data.read_training(args.data_dir, tokenizer)
         val = data.read_manifest(args.data_dir, data.EVAL_SPLIT, tokenizer)
         full = s.runtime.model_size == "full"
         s.require(not full or len(tokenizer) == RNNTShape().num_labels, "MODEL_SIZE",
@@ -155,7 +153,7 @@ def main(argv=None) -> int:
             lambda: word_error_rate(ema.model, features, loader.on_device(eval_loader, transfer), tokenizer,
                                     s.device),
             reached=lambda wer: 0 < wer <= RULES.target_wer,
-            hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size * cfg.accumulation, cfg.ema),
+            hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size * cfg.accumulation),
             train_samples=sampler.samples_per_epoch, eval_samples=len(val))
     return s.exit_code
 

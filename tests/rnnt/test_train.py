@@ -39,7 +39,7 @@ def test_ema_is_a_per_step_exponential_average_of_the_weights():
 
 def test_every_rule_key_but_the_data_and_lifecycle_ones_is_among_the_hyperparameters():
     rules = [r["KEY"]["NAME"] for r in yaml.safe_load(rules_file("closed_rnnt.yaml").read_text()) if "KEY" in r]
-    logged = hyperparameters(RNNTConfig(**NVIDIA_1536), 1536, 0.995)
+    logged = hyperparameters(RNNTConfig(**NVIDIA_1536), 1536)
     missing = set(rules) - set(logged) - {"train_samples", "eval_samples", "eval_accuracy"}
     assert not missing
     assert (logged["opt_lamb_epsilon"], logged["opt_weight_decay"], logged["opt_gradient_clip_norm"],
