@@ -2,6 +2,7 @@
 # from pyproject.toml) and need nothing but Python 3.11 and the package index.
 #   make smoke [BENCH=<folder>]   one CPU run on synthetic data, checked and timed
 #   make test                     the whole test suite
+#   make dryrun                   every benchmark x its required runs, packaged and scored (resumable)
 BENCH ?= resnet50
 VENV ?= .venv
 PYTHON ?= python3
@@ -11,7 +12,7 @@ TORCHREC := torchrec==1.9.2
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: smoke test venv clean
+.PHONY: smoke test dryrun venv clean
 
 venv: $(STAMP)
 
@@ -23,6 +24,9 @@ $(STAMP): pyproject.toml
 
 smoke: $(STAMP)
 	bash common/smoke.sh $(BENCH)
+
+dryrun: $(STAMP)
+	$(VENV)/bin/python -m compliance.dryrun $(DRYRUN_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)

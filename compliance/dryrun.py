@@ -1,0 +1,337 @@
+"""The whole submission as a dry run: every benchmark's CPU config x its required run count, packaged and scored.
+
+    make dryrun                                  # python3 -m compliance.dryrun
+    python3 -m compliance.dryrun [--bench resnet50 gpt3 ...] [--jobs N] [--seed-base 1]
+                                 [--data-dir BENCH=PATH ...] [--store results/dryrun]
+
+For each benchmark (compliance.package.BENCHMARKS: 5/10/10/3/5/5/40/10 runs),
+run i of N is `common/smoke.sh BENCH` (what `make smoke BENCH=...` runs: the
+CPU config on the synthetic dataset through run_local.sh) with SEED
+seed-base + i - 1, so the seeds are distinct and a dry run is reproducible.
+Each run's log, output and verdict are kept in <store>/<bench>/run_<i>/; a
+run whose result.json is there and whose log still passes the official
+compliance checker (compliance.check: the log's sha256 is recorded, so an edited
+log is checked again) is reused, so an interrupted dry run resumes where it stopped. A run
+is recorded only once its process ended by itself: one cut short by Ctrl-C
+logs `run_stop` aborted but is run again next time. A run that ended by
+itself short of its target (`run_stop` aborted) fails the checker on the
+target but is kept and packaged: the package checker accepts one such run per
+benchmark (four for unet3d), and the summarizer's olympic score drops it. A
+run that fails the checker otherwise (a crash, a log cut short) is run again.
+
+Then one submission tree of all the benchmarks under one host description
+marked as a dry run (compliance.package --all --dry-run: package checker with
+RCP bypassed, RCP checker, result summarizer) in <store>/package/ — rebuilt
+from the stored logs on every call — and the convergence report
+(compliance.report) in <store>/report/. It prints a line per finished run
+(benchmark, run i of N, minutes to target, verdict, estimated time left), the
+summarizer's score table, a summary per benchmark and a verdict line, and
+exits 1 on any failure (a run that crashed, the package checker, a benchmark
+without a score).
+
+--jobs N runs up to N runs of one benchmark at once, each with cores / N
+threads. The default is 1: on 2 cores two single-thread gpt3 smoke runs side
+by side took 37 s each against 17-19 s each one after the other with both
+threads, so concurrency pays only where cores outnumber what one run uses.
+The time left is estimated from this dry run's finished runs of the same
+benchmark, else from the median of the benchmark's seed sweep
+(docs/sweeps/<bench>.md) plus a start-up allowance.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from compliance.check import check_log, summarize
+from compliance.package import BENCHMARKS, PackageError, package
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATESTAMP = "dryrun"
+ORG = "mlperf-h100"
+STARTUP_S = 10  # interpreter, torchrun and checker around a smoke run's time to target (measured: gpt3 17-19 s
+# wall for 0.15-0.18 min to target)
+
+
+RUNNING: set[subprocess.Popen] = set()  # the smoke runs under way
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+@dataclass(frozen=True)
+class Run:
+    bench: str
+    index: int  # 1-based
+    seed: int
+    folder: Path
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{DATESTAMP}_1.log"
+
+    @property
+    def record(self) -> Path:
+        return self.folder / "result.json"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def kept(run: Run) -> dict | None:
+    """The stored result of `run` when it can be reused: recorded, same seed, log unchanged or checked again."""
+    if not (run.record.is_file() and run.log.is_file()):
+        return None
+    try:
+        result = json.loads(run.record.read_text())
+    except json.JSONDecodeError:
+        return None
+    if result.get("seed") != run.seed or not finished(result):
+        return None
+    if result.get("sha256") != sha256(run.log):
+        passed, _, _ = check_log(run.log)
+        summary = summarize(run.log)
+        result.update(checker_passed=passed, status=summary.status, sha256=sha256(run.log))
+        if summary.seed != run.seed or not finished(result):
+            return None
+        run.record.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def finished(result: dict) -> bool:
+    """A run to keep: it passed the checker, or it ended by itself short of the target (run_stop aborted: the
+    checker fails it on the target, and the package checker accepts it as the olympic rule's dropped run)."""
+    return bool(result.get("checker_passed")) or result.get("status") == "aborted"
+
+
+def checked_in_output(run: Run) -> bool:
+    """Whether the experiment loop's own `compliance.check` of the log (common/experiments.sh runs it after every
+    experiment) passed: its verdict line in the run's output, so the checker does not run twice."""
+    verdict = re.compile(rf"^{re.escape(run.log.name)}: (SUCCESS[^;]*|FAILED);", re.MULTILINE)
+    found = verdict.findall((run.folder / "output.txt").read_text(errors="replace"))
+    return bool(found) and found[-1].startswith("SUCCESS")
+
+
+def execute(run: Run, data_dir: Path | None, threads: int | None) -> dict:
+    """One smoke run; its verdict recorded in run.record."""
+    if run.folder.exists():
+        shutil.rmtree(run.folder)
+    run.folder.mkdir(parents=True)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "SEED": str(run.seed), "LOGDIR": str(run.folder), "DATESTAMP": DATESTAMP}
+    if data_dir is not None:
+        env["DATADIR"] = str(data_dir)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
+    with open(run.folder / "output.txt", "w") as output:
+        proc = subprocess.Popen(["bash", str(REPO_ROOT / "common" / "smoke.sh"), run.bench], cwd=REPO_ROOT, env=env,
+                                stdout=output, stderr=subprocess.STDOUT)
+        RUNNING.add(proc)
+        try:
+            proc.wait()
+        finally:
+            RUNNING.discard(proc)
+    wall = time.perf_counter() - start
+    if proc.returncode < 0 or proc.returncode in (130, 143):  # interrupted (SIGINT/SIGTERM): not a finished run
+        raise KeyboardInterrupt
+    result = {"seed": run.seed, "returncode": proc.returncode, "wall_s": round(wall, 1), "checker_passed": False}
+    if run.log.is_file():
+        summary = summarize(run.log)
+        result.update(checker_passed=checked_in_output(run), status=summary.status, minutes=summary.minutes,
+                      sha256=sha256(run.log))
+    run.record.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def describe(run: Run, result: dict, runs_of_bench: int) -> str:
+    minutes = f"{result['minutes']:.2f} min to target" if result.get("minutes") is not None else "no time to target"
+    verdict = "checker SUCCESS" if result["checker_passed"] else \
+        f"checker FAILED{' (target not reached)' if result.get('status') == 'aborted' else ''}, see " \
+        f"{run.folder / 'output.txt'}"
+    return (f"{run.bench} run {run.index} of {runs_of_bench} (seed {run.seed}): run_stop "
+            f"{result.get('status') or 'missing'}, {minutes}, {result['wall_s'] / 60:.2f} min wall, {verdict}")
+
+
+def sweep_prior_s(bench: str) -> float:
+    """Expected wall seconds of one run before any has finished: the sweep's median time to target + start-up."""
+    table = REPO_ROOT / "docs" / "sweeps" / f"{bench}.md"
+    match = re.search(r"median ([\d.]+) min", table.read_text()) if table.is_file() else None
+    return (float(match.group(1)) * 60 if match else 120.0) + STARTUP_S
+
+
+class Progress:
+    """Runs left and the time they are expected to take."""
+
+    def __init__(self, runs: list[Run]):
+        self.left = {run.bench: 0 for run in runs}
+        for run in runs:
+            self.left[run.bench] += 1
+        self.walls: dict[str, list[float]] = {}
+        self.total, self.done = len(runs), 0
+
+    def finished(self, run: Run, wall_s: float | None) -> str:
+        self.left[run.bench] -= 1
+        self.done += 1
+        if wall_s is not None:
+            self.walls.setdefault(run.bench, []).append(wall_s)
+        seconds = sum(n * self.expected_s(bench) for bench, n in self.left.items())
+        return f"[{self.done}/{self.total} runs, ~{seconds / 60:.0f} min left]"
+
+    def expected_s(self, bench: str) -> float:
+        walls = self.walls.get(bench)
+        return sum(walls) / len(walls) if walls else sweep_prior_s(bench)
+
+
+def run_all(runs: list[Run], jobs: int, data_dirs: dict[str, Path]) -> dict[Run, dict]:
+    progress = Progress(runs)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    results: dict[Run, dict] = {}
+    for bench in dict.fromkeys(run.bench for run in runs):
+        todo = []
+        for run in (r for r in runs if r.bench == bench):
+            result = kept(run)
+            if result is None:
+                todo.append(run)
+                continue
+            results[run] = result
+            print(f"{progress.finished(run, result.get('wall_s'))} "
+                  f"{describe(run, result, BENCHMARKS[bench].result_count)} (kept from an earlier dry run)", flush=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(execute, run, data_dirs.get(bench), threads): run for run in todo}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    run = futures[future]
+                    results[run] = future.result()
+                    print(f"{progress.finished(run, results[run]['wall_s'])} "
+                          f"{describe(run, results[run], BENCHMARKS[bench].result_count)}", flush=True)
+            except KeyboardInterrupt:
+                for future in futures:
+                    future.cancel()
+                for proc in list(RUNNING):  # the runs under way end (SIGTERM: their logs end aborted) unrecorded
+                    proc.send_signal(signal.SIGTERM)
+                raise
+    return results
+
+
+def timing_table(runs: list[Run], results: dict[Run, dict]) -> str:
+    """Per benchmark: runs, passing the checker, converged, wall minutes (all runs, one run), time to target."""
+    lines = ["| benchmark | runs | pass the checker | converged | wall, all runs (min) | wall per run (min) "
+             "| median time to target (min) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    total = 0.0
+    for bench in dict.fromkeys(run.bench for run in runs):
+        done = [results[run] for run in runs if run.bench == bench]
+        wall = sum(r["wall_s"] for r in done) / 60
+        total += wall
+        targets = sorted(r["minutes"] for r in done if r.get("status") == "success" and r.get("minutes"))
+        median = f"{statistics.median(targets):.2f}" if targets else "-"
+        lines.append(f"| {bench} | {len(done)} | {sum(r['checker_passed'] for r in done)} "
+                     f"| {sum(r.get('status') == 'success' for r in done)} | {wall:.1f} | {wall / len(done):.2f} "
+                     f"| {median} |")
+    lines.append(f"| all | {len(runs)} | | | {total:.1f} | | |")
+    return "\n".join(lines) + "\n"
+
+
+def plan_runs(benches: list[str], store: Path, seed_base: int) -> list[Run]:
+    return [Run(bench, i, seed_base + i - 1, store / bench / f"run_{i}")
+            for bench in benches for i in range(1, BENCHMARKS[bench].result_count + 1)]
+
+
+def parse_data_dirs(items: list[str]) -> dict[str, Path]:
+    dirs = {}
+    for item in items:
+        bench, sep, path = item.partition("=")
+        if not sep or bench not in BENCHMARKS:
+            raise argparse.ArgumentTypeError(f"--data-dir {item!r}: expected BENCH=PATH with BENCH one of "
+                                             f"{', '.join(BENCHMARKS)}")
+        dirs[bench] = Path(path).resolve()
+    return dirs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS),
+                        help="benchmark folders (default: all eight)")
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "results" / "dryrun",
+                        help="where each run's log and verdict are kept, and the package and report written")
+    parser.add_argument("--jobs", type=int, default=1, help="runs of one benchmark at once (default 1)")
+    parser.add_argument("--seed-base", type=int, default=1, help="seed of run 1; run i gets seed-base + i - 1")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="BENCH=PATH",
+                        help="a benchmark's synthetic dataset (default data/<bench>-synthetic, written on first use)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: expected at least 1")
+    try:
+        data_dirs = parse_data_dirs(args.data_dir)
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
+    store = args.store.resolve()
+    runs = plan_runs(args.bench, store, args.seed_base)
+    print(f"dry run: {len(runs)} runs of {len(args.bench)} benchmark(s) "
+          f"({', '.join(f'{b} x{BENCHMARKS[b].result_count}' for b in args.bench)}), logs in {store}", flush=True)
+    start = time.perf_counter()
+    signal.signal(signal.SIGTERM, interrupted)  # SLURM's time limit, `kill`: stop as Ctrl-C does
+    try:
+        results = run_all(runs, args.jobs, data_dirs)
+    except KeyboardInterrupt:
+        print("dry run interrupted; the finished runs are kept and the next call resumes", file=sys.stderr)
+        return 130
+    failed = [run for run in runs if not finished(results[run])]
+    table = timing_table(runs, results)
+    (store / "timing.md").write_text(table)
+    print(f"the runs' wall time, each measured when it ran ({store / 'timing.md'}):\n{table}")
+    for run in failed:
+        print(f"FAILED: {run.bench} run {run.index} (seed {run.seed}) fails the compliance checker and did not end "
+              f"with run_stop aborted (a crash, or a log cut short); see {run.folder / 'output.txt'}")
+    for run in (r for r in runs if r not in failed and not results[r]["checker_passed"]):
+        print(f"NOTE: {run.bench} run {run.index} (seed {run.seed}) did not reach the target; the package checker "
+              "accepts one such run per benchmark (four for unet3d) and the olympic score drops it")
+    verdict_ok = not failed
+    if not failed:
+        package_dir = store / "package"
+        if package_dir.exists():  # derived from the stored logs: rebuilt every time
+            shutil.rmtree(package_dir)
+        try:
+            packaged = package(package_dir, ORG, "host",
+                               {bench: [run.log for run in runs if run.bench == bench] for bench in args.bench},
+                               dry_run=True)
+        except PackageError as err:
+            print(f"compliance.package: {err}", file=sys.stderr)
+            return 1
+        (package_dir / "checkers.txt").write_text(packaged.text + "\n")
+        print("\n".join(line for line in packaged.package_checker.splitlines()
+                        if line.startswith("== package_checker") or "PACKAGE CHECKER" in line
+                        or (not packaged.ok and "ERROR" in line)))
+        print(packaged.tables)
+        print(f"the checkers' whole output: {package_dir / 'checkers.txt'}")
+        unscored = [b for b in args.bench if BENCHMARKS[b].mlperf_name not in packaged.scores]
+        if unscored:
+            print(f"FAILED: the result summarizer gave no score for {', '.join(unscored)}")
+        verdict_ok = packaged.ok and not unscored
+        from compliance.report import write_report
+
+        written = write_report([run.log for run in runs], store / "report")
+        print(f"convergence report: {written[-1] if written else 'none written'}")
+    minutes = (time.perf_counter() - start) / 60
+    print(f"DRY RUN {'PASSED' if verdict_ok else 'FAILED'}: {len(args.bench)} benchmark(s), {len(runs)} runs "
+          f"({sum(results[r]['checker_passed'] for r in runs)} passing the checker), package checker "
+          f"{'not run' if failed else ('SUCCESS' if packaged.ok else 'FAILED')}, {minutes:.1f} min; "
+          "synthetic data, not a result")
+    return 0 if verdict_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
