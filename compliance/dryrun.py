@@ -228,20 +228,33 @@ def run_all(runs: list[Run], jobs: int, data_dirs: dict[str, Path]) -> dict[Run,
 
 
 def timing_table(runs: list[Run], results: dict[Run, dict]) -> str:
-    """Per benchmark: runs, passing the checker, converged, wall minutes (all runs, one run), time to target."""
-    lines = ["| benchmark | runs | pass the checker | converged | wall, all runs (min) | wall per run (min) "
-             "| median time to target (min) |", "|---|---:|---:|---:|---:|---:|---:|"]
-    total = 0.0
+    """Per benchmark: runs finished of those required, passing the checker, converged, their wall minutes, and
+    the wall of all the required runs (measured when all finished, else the finished runs' mean x the count)."""
+    lines = ["| benchmark | runs finished | pass the checker | converged | wall of the finished runs (min) "
+             "| wall per run (min) | median time to target (min) | wall of all required runs (min) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    total, estimated = 0.0, False
     for bench in dict.fromkeys(run.bench for run in runs):
-        done = [results[run] for run in runs if run.bench == bench]
+        required = [run for run in runs if run.bench == bench]
+        done = [results[run] for run in required if run in results]
         wall = sum(r["wall_s"] for r in done) / 60
-        total += wall
         targets = sorted(r["minutes"] for r in done if r.get("status") == "success" and r.get("minutes"))
         median = f"{statistics.median(targets):.2f}" if targets else "-"
-        lines.append(f"| {bench} | {len(done)} | {sum(r['checker_passed'] for r in done)} "
-                     f"| {sum(r.get('status') == 'success' for r in done)} | {wall:.1f} | {wall / len(done):.2f} "
-                     f"| {median} |")
-    lines.append(f"| all | {len(runs)} | | | {total:.1f} | | |")
+        per_run = wall / len(done) if done else None
+        if len(done) == len(required):
+            all_runs = f"{wall:.1f}"
+            total += wall
+        elif per_run is not None:
+            all_runs, estimated = f"~{per_run * len(required):.1f} (estimated)", True
+            total += per_run * len(required)
+        else:
+            all_runs, estimated = "- (none run yet)", True
+        lines.append(f"| {bench} | {len(done)} of {len(required)} | {sum(r['checker_passed'] for r in done)} "
+                     f"| {sum(r.get('status') == 'success' for r in done)} | {wall:.1f} "
+                     f"| {'-' if per_run is None else f'{per_run:.2f}'} | {median} | {all_runs} |")
+    note = " (estimated; benchmarks with no run yet left out)" if estimated else ""
+    lines.append(f"| all | {sum(run in results for run in runs)} of {len(runs)} | | | | | | "
+                 f"{'~' if estimated else ''}{total:.1f}{note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,6 +282,8 @@ def main(argv=None) -> int:
                         help="where each run's log and verdict are kept, and the package and report written")
     parser.add_argument("--jobs", type=int, default=1, help="runs of one benchmark at once (default 1)")
     parser.add_argument("--seed-base", type=int, default=1, help="seed of run 1; run i gets seed-base + i - 1")
+    parser.add_argument("--status", action="store_true",
+                        help="only print what the store holds: the runs finished so far and their wall time")
     parser.add_argument("--data-dir", action="append", default=[], metavar="BENCH=PATH",
                         help="a benchmark's synthetic dataset (default data/<bench>-synthetic, written on first use)")
     args = parser.parse_args(argv)
@@ -282,6 +297,10 @@ def main(argv=None) -> int:
     runs = plan_runs(args.bench, store, args.seed_base)
     print(f"dry run: {len(runs)} runs of {len(args.bench)} benchmark(s) "
           f"({', '.join(f'{b} x{BENCHMARKS[b].result_count}' for b in args.bench)}), logs in {store}", flush=True)
+    if args.status:
+        results = {run: result for run in runs if (result := kept(run)) is not None}
+        print(timing_table(runs, results), end="")
+        return 0
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, interrupted)  # SLURM's time limit, `kill`: stop as Ctrl-C does
     try:

@@ -124,3 +124,16 @@ def test_a_run_that_ended_short_of_the_target_is_kept_for_the_olympic_rule(tmp_p
     assert kept(run) == record
     run.record.write_text(json.dumps({**record, "status": None}))  # crashed: no run_stop
     assert kept(run) is None
+
+
+def test_the_timing_table_measures_finished_benchmarks_and_estimates_the_rest(tmp_path):
+    from compliance.dryrun import plan_runs, timing_table
+
+    runs = plan_runs(["gpt3", "rnnt", "unet3d"], tmp_path, 1)
+    done = {run: {"wall_s": 30.0, "checker_passed": True, "status": "success", "minutes": 0.2}
+            for run in runs if run.bench == "gpt3" or (run.bench == "rnnt" and run.index <= 2)}
+    table = timing_table(runs, done)
+    assert "| gpt3 | 3 of 3 | 3 | 3 | 1.5 | 0.50 | 0.20 | 1.5 |" in table
+    assert "| rnnt | 2 of 10 | 2 | 2 | 1.0 | 0.50 | 0.20 | ~5.0 (estimated) |" in table
+    assert "| unet3d | 0 of 40 | 0 | 0 | 0.0 | - | - | - (none run yet) |" in table
+    assert "| all | 5 of 53 | | | | | | ~6.5 (estimated; benchmarks with no run yet left out) |" in table
