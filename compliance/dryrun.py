@@ -16,8 +16,9 @@ is recorded only once its process ended by itself: one cut short by Ctrl-C
 logs `run_stop` aborted but is run again next time. A run that ended by
 itself short of its target (`run_stop` aborted) fails the checker on the
 target but is kept and packaged: the package checker accepts one such run per
-benchmark (four for unet3d), and the summarizer's olympic score drops it. A
-run that fails the checker otherwise (a crash, a log cut short) is run again.
+benchmark (four for unet3d), and the summarizer's olympic score drops it; a
+diverged loss (NonFiniteLoss) counts as such a run. A run that fails the
+checker otherwise (another exception, a log cut short) is run again.
 
 Then one submission tree of all the benchmarks under one host description
 marked as a dry run (compliance.package --all --dry-run: package checker with
@@ -50,12 +51,14 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from compliance.check import check_log, summarize
-from compliance.package import BENCHMARKS, PackageError, package
+from compliance.package import BENCHMARKS, Packaged, PackageError, package
+from compliance.report import ReportError, max_dropped, write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATESTAMP = "dryrun"
@@ -65,10 +68,26 @@ STARTUP_S = 10  # interpreter, torchrun and checker around a smoke run's time to
 
 
 RUNNING: set[subprocess.Popen] = set()  # the smoke runs under way
+STOPPING = threading.Event()  # set on SIGINT/SIGTERM: a run ending now is not recorded
 
 
 def interrupted(signum, frame):
+    STOPPING.set()
     raise KeyboardInterrupt
+
+
+def stop_running() -> None:
+    """SIGTERM to every run under way (its whole process group: the harness ends its log aborted), then wait."""
+    for proc in list(RUNNING):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for proc in list(RUNNING):
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -104,7 +123,7 @@ def kept(run: Run) -> dict | None:
     if result.get("sha256") != sha256(run.log):
         passed, _, _ = check_log(run.log)
         summary = summarize(run.log)
-        result.update(checker_passed=passed, status=summary.status, sha256=sha256(run.log))
+        result.update(checker_passed=passed, status=summary.status, minutes=summary.minutes, sha256=sha256(run.log))
         if summary.seed != run.seed or not finished(result):
             return None
         run.record.write_text(json.dumps(result, indent=1) + "\n")
@@ -112,9 +131,18 @@ def kept(run: Run) -> dict | None:
 
 
 def finished(result: dict) -> bool:
-    """A run to keep: it passed the checker, or it ended by itself short of the target (run_stop aborted: the
-    checker fails it on the target, and the package checker accepts it as the olympic rule's dropped run)."""
-    return bool(result.get("checker_passed")) or result.get("status") == "aborted"
+    """A run to keep: it passed the checker, or it ended by itself short of the target — out of epochs, or
+    diverged (NonFiniteLoss) — with run_stop aborted: the checker fails it on the target, and the package checker
+    accepts it as the olympic rule's dropped run. A run ended by any other exception is not kept."""
+    return bool(result.get("checker_passed")) or (result.get("status") == "aborted" and not result.get("crashed"))
+
+
+CRASH = re.compile(r"^MLPerf run ended by (\w+)", re.MULTILINE)  # common/harness.py, on an exception
+
+
+def crashed(output: str) -> bool:
+    """Whether the harness says an exception other than a diverged loss ended the run."""
+    return any(name != "NonFiniteLoss" for name in CRASH.findall(output))
 
 
 def checked_in_output(run: Run) -> bool:
@@ -131,39 +159,41 @@ def execute(run: Run, data_dir: Path | None, threads: int | None) -> dict:
         shutil.rmtree(run.folder)
     run.folder.mkdir(parents=True)
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "SEED": str(run.seed), "LOGDIR": str(run.folder), "DATESTAMP": DATESTAMP}
+    env = {**os.environ, "PATH": path, "SEED": str(run.seed), "LOGDIR": str(run.folder), "DATESTAMP": DATESTAMP,
+           "MLPERF_SUBMISSION_ORG": ORG}  # the org the package is built for
     if data_dir is not None:
         env["DATADIR"] = str(data_dir)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     with open(run.folder / "output.txt", "w") as output:
+        # its own process group, so that stopping it reaches torchrun, the ranks and tee (stop_running)
         proc = subprocess.Popen(["bash", str(REPO_ROOT / "common" / "smoke.sh"), run.bench], cwd=REPO_ROOT, env=env,
-                                stdout=output, stderr=subprocess.STDOUT)
+                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         RUNNING.add(proc)
         try:
             proc.wait()
         finally:
             RUNNING.discard(proc)
     wall = time.perf_counter() - start
-    if proc.returncode < 0 or proc.returncode in (130, 143):  # interrupted (SIGINT/SIGTERM): not a finished run
-        raise KeyboardInterrupt
+    if STOPPING.is_set() or proc.returncode < 0 or proc.returncode in (130, 143):
+        raise KeyboardInterrupt  # interrupted: not a finished run, and no record
     result = {"seed": run.seed, "returncode": proc.returncode, "wall_s": round(wall, 1), "checker_passed": False}
     if run.log.is_file():
         summary = summarize(run.log)
         result.update(checker_passed=checked_in_output(run), status=summary.status, minutes=summary.minutes,
-                      sha256=sha256(run.log))
+                      sha256=sha256(run.log), crashed=crashed((run.folder / "output.txt").read_text(errors="replace")))
     run.record.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
 def describe(run: Run, result: dict, runs_of_bench: int) -> str:
     minutes = f"{result['minutes']:.2f} min to target" if result.get("minutes") is not None else "no time to target"
-    verdict = "checker SUCCESS" if result["checker_passed"] else \
+    verdict = "checker SUCCESS" if result.get("checker_passed") else \
         f"checker FAILED{' (target not reached)' if result.get('status') == 'aborted' else ''}, see " \
         f"{run.folder / 'output.txt'}"
     return (f"{run.bench} run {run.index} of {runs_of_bench} (seed {run.seed}): run_stop "
-            f"{result.get('status') or 'missing'}, {minutes}, {result['wall_s'] / 60:.2f} min wall, {verdict}")
+            f"{result.get('status') or 'missing'}, {minutes}, {result.get('wall_s', 0) / 60:.2f} min wall, {verdict}")
 
 
 def sweep_prior_s(bench: str) -> float:
@@ -218,11 +248,11 @@ def run_all(runs: list[Run], jobs: int, data_dirs: dict[str, Path]) -> dict[Run,
                     results[run] = future.result()
                     print(f"{progress.finished(run, results[run]['wall_s'])} "
                           f"{describe(run, results[run], BENCHMARKS[bench].result_count)}", flush=True)
-            except KeyboardInterrupt:
+            except BaseException:  # Ctrl-C, SIGTERM, or an error of this driver: no run is left behind
+                STOPPING.set()
                 for future in futures:
                     future.cancel()
-                for proc in list(RUNNING):  # the runs under way end (SIGTERM: their logs end aborted) unrecorded
-                    proc.send_signal(signal.SIGTERM)
+                stop_running()
                 raise
     return results
 
@@ -237,7 +267,7 @@ def timing_table(runs: list[Run], results: dict[Run, dict]) -> str:
     for bench in dict.fromkeys(run.bench for run in runs):
         required = [run for run in runs if run.bench == bench]
         done = [results[run] for run in required if run in results]
-        wall = sum(r["wall_s"] for r in done) / 60
+        wall = sum(r.get("wall_s", 0) for r in done) / 60
         targets = sorted(r["minutes"] for r in done if r.get("status") == "success" and r.get("minutes"))
         median = f"{statistics.median(targets):.2f}" if targets else "-"
         per_run = wall / len(done) if done else None
@@ -249,7 +279,7 @@ def timing_table(runs: list[Run], results: dict[Run, dict]) -> str:
             total += per_run * len(required)
         else:
             all_runs, estimated = "- (none run yet)", True
-        lines.append(f"| {bench} | {len(done)} of {len(required)} | {sum(r['checker_passed'] for r in done)} "
+        lines.append(f"| {bench} | {len(done)} of {len(required)} | {sum(bool(r.get('checker_passed')) for r in done)} "
                      f"| {sum(r.get('status') == 'success' for r in done)} | {wall:.1f} "
                      f"| {'-' if per_run is None else f'{per_run:.2f}'} | {median} | {all_runs} |")
     note = " (estimated; benchmarks with no run yet left out)" if estimated else ""
@@ -303,6 +333,7 @@ def main(argv=None) -> int:
         return 0
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, interrupted)  # SLURM's time limit, `kill`: stop as Ctrl-C does
+    signal.signal(signal.SIGINT, interrupted)
     try:
         results = run_all(runs, args.jobs, data_dirs)
     except KeyboardInterrupt:
@@ -314,42 +345,54 @@ def main(argv=None) -> int:
     print(f"the runs' wall time, each measured when it ran ({store / 'timing.md'}):\n{table}")
     for run in failed:
         print(f"FAILED: {run.bench} run {run.index} (seed {run.seed}) fails the compliance checker and did not end "
-              f"with run_stop aborted (a crash, or a log cut short); see {run.folder / 'output.txt'}")
-    for run in (r for r in runs if r not in failed and not results[r]["checker_passed"]):
+              f"short of the target by itself (a crash, or a log cut short); see {run.folder / 'output.txt'}")
+    for run in (r for r in runs if r not in failed and not results[r].get("checker_passed")):
         print(f"NOTE: {run.bench} run {run.index} (seed {run.seed}) did not reach the target; the package checker "
-              "accepts one such run per benchmark (four for unet3d) and the olympic score drops it")
-    verdict_ok = not failed
-    if not failed:
-        package_dir = store / "package"
-        if package_dir.exists():  # derived from the stored logs: rebuilt every time
-            shutil.rmtree(package_dir)
-        try:
-            packaged = package(package_dir, ORG, "host",
-                               {bench: [run.log for run in runs if run.bench == bench] for bench in args.bench},
-                               dry_run=True)
-        except PackageError as err:
-            print(f"compliance.package: {err}", file=sys.stderr)
-            return 1
-        (package_dir / "checkers.txt").write_text(packaged.text + "\n")
-        print("\n".join(line for line in packaged.package_checker.splitlines()
-                        if line.startswith("== package_checker") or "PACKAGE CHECKER" in line
-                        or (not packaged.ok and "ERROR" in line)))
-        print(packaged.tables)
-        print(f"the checkers' whole output: {package_dir / 'checkers.txt'}")
-        unscored = [b for b in args.bench if BENCHMARKS[b].mlperf_name not in packaged.scores]
-        if unscored:
-            print(f"FAILED: the result summarizer gave no score for {', '.join(unscored)}")
-        verdict_ok = packaged.ok and not unscored
-        from compliance.report import write_report
-
-        written = write_report([run.log for run in runs], store / "report")
-        print(f"convergence report: {written[-1] if written else 'none written'}")
+              f"accepts {max_dropped(BENCHMARKS[run.bench].mlperf_name)} such run(s) for this benchmark and the "
+              "olympic score drops it")
+    package_dir = store / "package"
+    if package_dir.exists():  # derived from the stored logs: rebuilt every time
+        shutil.rmtree(package_dir)
+    packaged = None if failed else package_and_report(runs, args.bench, store)
+    ok = packaged is not None and packaged.ok and not unscored(args.bench, packaged)
     minutes = (time.perf_counter() - start) / 60
-    print(f"DRY RUN {'PASSED' if verdict_ok else 'FAILED'}: {len(args.bench)} benchmark(s), {len(runs)} runs "
-          f"({sum(results[r]['checker_passed'] for r in runs)} passing the checker), package checker "
-          f"{'not run' if failed else ('SUCCESS' if packaged.ok else 'FAILED')}, {minutes:.1f} min; "
-          "synthetic data, not a result")
-    return 0 if verdict_ok else 1
+    checker = "not run" if packaged is None else ("SUCCESS" if packaged.ok else "FAILED")
+    print(f"DRY RUN {'PASSED' if ok else 'FAILED'}: {len(args.bench)} benchmark(s), {len(runs)} runs "
+          f"({sum(bool(results[r].get('checker_passed')) for r in runs)} passing the checker), package checker "
+          f"{checker}, {minutes:.1f} min; synthetic data, not a result")
+    return 0 if ok else 1
+
+
+def unscored(benches: list[str], packaged: Packaged) -> list[str]:
+    return [b for b in benches if BENCHMARKS[b].mlperf_name not in packaged.scores]
+
+
+def package_and_report(runs: list[Run], benches: list[str], store: Path) -> Packaged | None:
+    """compliance.package --all --dry-run of the stored logs into <store>/package, then the convergence report;
+    prints the verdicts and tables. None when packaging could not start or the report failed."""
+    package_dir = store / "package"
+    try:
+        packaged = package(package_dir, ORG, "host", {b: [run.log for run in runs if run.bench == b] for b in benches},
+                           dry_run=True)
+        (package_dir / "checkers.txt").write_text(packaged.text + "\n")
+    except (PackageError, OSError) as err:
+        print(f"compliance.package: {err}", file=sys.stderr)
+        return None
+    print("\n".join(line for line in packaged.package_checker.splitlines()
+                    if line.startswith("== package_checker") or "PACKAGE CHECKER" in line
+                    or (not packaged.ok and "ERROR" in line)))
+    print(packaged.tables)
+    print(f"the checkers' whole output: {package_dir / 'checkers.txt'}")
+    missing = unscored(benches, packaged)
+    if missing:
+        print(f"FAILED: the result summarizer gave no score for {', '.join(missing)}")
+    try:
+        written = write_report([run.log for run in runs], store / "report")
+    except (ReportError, OSError) as err:
+        print(f"compliance.report: {err}", file=sys.stderr)
+        return None
+    print(f"convergence report: {written[-1]}")
+    return packaged
 
 
 if __name__ == "__main__":

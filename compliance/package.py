@@ -297,6 +297,7 @@ def package(out: Path, org: str, system: str, runs: dict[str, list[Path]], dry_r
                            RULESET, "--log_output", str(out / f"rcp_checker_{bench}.log")], out)
         rcp[bench] = rcp_verdict(output)
         text += [f"== rcp_checker {results_dir}", output]
+    (out / "summary_detailed.json").unlink(missing_ok=True)  # another package's in the same --out: not ours
     text.append(f"== result_summarizer {scored} {USAGE} {RULESET}")
     text.append(run_tool(["mlperf_logging.result_summarizer", str(scored), USAGE, RULESET, "--csv",
                           str(out / "summary.csv")], out))

@@ -56,8 +56,8 @@ def test_the_slice_runs_what_is_missing_packages_all_of_it_and_scores_each_bench
             assert f"{bench} run {index} of {count} (seed {index}): run_stop success" in out
             assert json.loads((store / bench / f"run_{index}" / "result.json").read_text())["checker_passed"]
         assert out.count(f"of {count} (seed") == count
-        assert out.count("(kept from an earlier dry run)") == sum(n - 2 for n in SLICE.values())
         assert f"| {BENCHMARKS[bench].mlperf_name} | {count} | {count} | bypassed (dry run" in out  # runs, converged
+    assert out.count("(kept from an earlier dry run)") == sum(n - 2 for n in SLICE.values())
     # the summarizer's score of each benchmark, in its own table
     system = json.loads(next((store / "package" / "mlperf-h100" / "systems").glob("*.json")).read_text())
     assert "DRY RUN" in system["sw_notes"]
@@ -122,8 +122,18 @@ def test_a_run_that_ended_short_of_the_target_is_kept_for_the_olympic_rule(tmp_p
     record = {"seed": 1, "checker_passed": False, "status": "aborted", "sha256": sha256(run.log)}
     run.record.write_text(json.dumps(record))
     assert kept(run) == record
-    run.record.write_text(json.dumps({**record, "status": None}))  # crashed: no run_stop
+    run.record.write_text(json.dumps({**record, "status": None}))  # cut short: no run_stop
     assert kept(run) is None
+    run.record.write_text(json.dumps({**record, "crashed": True}))  # aborted by an exception: run again
+    assert kept(run) is None
+
+
+def test_a_diverged_loss_ends_a_run_short_of_the_target_and_any_other_exception_is_a_crash():
+    from compliance.dryrun import crashed
+
+    assert not crashed("epoch 3\nMLPerf run ended by NonFiniteLoss: loss is nan at step 12\n")
+    assert crashed("MLPerf run ended by RuntimeError: shape mismatch\n")
+    assert not crashed("dryrun_1.log: FAILED; benchmark resnet, run_stop status aborted\n")  # out of epochs
 
 
 def test_the_timing_table_measures_finished_benchmarks_and_estimates_the_rest(tmp_path):
@@ -137,3 +147,29 @@ def test_the_timing_table_measures_finished_benchmarks_and_estimates_the_rest(tm
     assert "| rnnt | 2 of 10 | 2 | 2 | 1.0 | 0.50 | 0.20 | ~5.0 (estimated) |" in table
     assert "| unet3d | 0 of 40 | 0 | 0 | 0.0 | - | - | - (none run yet) |" in table
     assert "| all | 5 of 53 | | | | | | ~6.5 (estimated; benchmarks with no run yet left out) |" in table
+
+
+def test_sigterm_stops_the_run_under_way_records_nothing_and_leaves_no_process(gpt3_synthetic, tmp_path):
+    import os
+    import signal
+    import time
+
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "compliance.dryrun", "--bench", "gpt3", "--store", str(store),
+                             f"--data-dir=gpt3={gpt3_synthetic}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = store / "gpt3" / "run_1" / f"{DATESTAMP}_1.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and '"key": "run_start"' in log.read_text()):  # training under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130 and "the next call resumes" in err
+    assert time.monotonic() - stopped < 60
+    assert not (store / "gpt3" / "run_1" / "result.json").exists()  # run again next time
+    time.sleep(1)
+    for pattern in (str(store), f"gpt3.train .*{gpt3_synthetic}"):  # tee of the log, the training processes
+        leftover = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        assert [pid for pid in leftover if int(pid) != os.getpid()] == [], pattern
