@@ -139,9 +139,9 @@ def only_waived_keys_fail(path: Path, run: RunSummary) -> dict:
     return logged if passed else {}
 
 
-def check_log(path: Path) -> tuple[bool, str, str]:
-    """(passed, verdict, the checker's output and this project's errors) for one log: the official checker,
-    DATA_SYNTHETIC_LOGGED, then the synthetic waivers."""
+def check_log(path: Path) -> tuple[bool, str, str, RunSummary]:
+    """(passed, verdict, the checker's output and this project's errors, the run's summary) for one log: the
+    official checker, DATA_SYNTHETIC_LOGGED, then the synthetic waivers."""
     passed, output = run_checker(path)
     run = summarize(path)
     provenance = run.provenance_error()
@@ -154,7 +154,7 @@ def check_log(path: Path) -> tuple[bool, str, str]:
         passed = True
         verdict = "SUCCESS except the waived synthetic-data rule(s) " + ", ".join(
             f"{key}={value} (rules: {SYNTHETIC_WAIVERS[run.benchmark][key]})" for key, value in waived.items())
-    return passed, verdict, output
+    return passed, verdict, output, run
 
 
 def main(argv=None) -> int:
@@ -167,10 +167,9 @@ def main(argv=None) -> int:
             print(f"{log}: no such log file")
             all_passed = False
             continue
-        passed, verdict, output = check_log(log)
+        passed, verdict, output, run = check_log(log)
         print(f"== compliance_checker --usage {USAGE} --ruleset {RULESET} {log}")
         print(output)
-        run = summarize(log)
         all_passed &= passed
         minutes = f"{run.minutes:.3f} min" if run.minutes is not None else "n/a (no run_start/run_stop)"
         data = "synthetic data" if run.synthetic else "real data"

@@ -121,8 +121,7 @@ def kept(run: Run) -> dict | None:
     if result.get("seed") != run.seed or not finished(result):
         return None
     if result.get("sha256") != sha256(run.log):
-        passed, _, _ = check_log(run.log)
-        summary = summarize(run.log)
+        passed, _, _, summary = check_log(run.log)
         result.update(checker_passed=passed, status=summary.status, minutes=summary.minutes, sha256=sha256(run.log))
         if summary.seed != run.seed or not finished(result):
             return None
