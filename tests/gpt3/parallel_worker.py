@@ -15,6 +15,7 @@ from gpt3.model import GPT, GPTConfig
 from gpt3.optim import clip_stage_grads
 from gpt3.parallelize import (build_mesh, build_schedule, embedding_group, parallelize_stage, pipeline_stages,
                               sync_tied_embedding_grads)
+from tests.workers import exit_now
 
 
 def loss_fn(logits, targets):
@@ -84,3 +85,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    exit_now()
