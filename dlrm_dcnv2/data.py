@@ -2,7 +2,7 @@
 
 Numpy layout (MLCommons reference, one set per day i = 0..23):
     day_{i}_labels.npy            int32 [N, 1]  (0/1 click)
-    day_{i}_dense.npy             float32 [N, 13]  (log(x + 3) of the integer features)
+    day_{i}_dense.npy             float32 [N, 13]  (integer features, TorchRec's log transform)
     day_{i}_sparse_multi_hot.npz  np.savez, keys "0".."25", int32 [N, hotness_j]
 Binary layout (NVIDIA's HugeCTR files, no header): `train_data.bin` = days 0-22,
 `val_data.bin` = the first 89,137,319 rows of day 23; 912-byte records of
@@ -274,10 +274,6 @@ def eval_batches(source: RowSource, global_batch: int, rank: int, world_size: in
         lo = min(start + rank * local, start + global_batch, len(source))
         hi = min(lo + local, start + global_batch, len(source))
         yield to_batch(source.read(lo, hi), hotness, device, pad_to=local)
-
-
-def steps_per_epoch(source: RowSource, global_batch: int) -> int:
-    return len(source) // global_batch
 
 
 def write_day(root: Path, day: int, rows: Rows) -> None:

@@ -23,7 +23,7 @@ DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cu
                    "sentencepiece": "sentencepiece", "zarr": "zarr", "torchrec": "torchrec",
                    "torchmetrics": "torchmetrics", "pycocotools": "pycocotools",
                    "faster_coco_eval": "faster-coco-eval", "scipy": "scipy", "nibabel": "nibabel",
-                   "torchaudio": "torchaudio", "soundfile": "soundfile", "matplotlib": "matplotlib"}
+                   "torchaudio": "torchaudio", "soundfile": "soundfile", "matplotlib": "matplotlib", "yaml": "pyyaml"}
 
 
 def hadolint() -> str:

@@ -1,5 +1,4 @@
 """Both readers against what the preprocessing command and the synthetic generator write; bad files named."""
-import math
 import zipfile
 
 import numpy as np
@@ -80,23 +79,29 @@ def test_preprocessed_tsv_days_read_the_same_in_both_layouts(tmp_path):
         write_tsv(raw / f"day_{day}", rows)
     preprocess.main(["tsv", str(raw), str(out), "--days", "0,23", "--model-size", "debug"])
 
-    labels = np.load(out / "day_0_labels.npy")
-    dense = np.load(out / "day_0_dense.npy")
-    assert labels.dtype == np.int32 and labels.shape == (300, 1)
-    assert labels[:, 0].tolist() == [r[0] for r in days[0]]
-    expected = [[math.log(max(x or 0, 0) + 3) for x in r[1:14]] for r in days[0]]
-    np.testing.assert_allclose(dense, np.array(expected, np.float32), rtol=1e-6)
-    # contiguous ids: sorted distinct values of both days, wrapped at the table size
-    values = sorted({int(r[14 + 3] or "0", 16) for rows in days.values() for r in rows})
-    one_hot = np.load(out / "day_0_sparse.npy")
-    assert one_hot[:, 3].tolist() == [values.index(int(r[17] or "0", 16)) % SMALL.table_rows[3] for r in days[0]]
-    with np.load(out / "day_0_sparse_multi_hot.npz") as npz:
+    # day 23, the validation day, keeps its order; day 0, the only training day here, is shuffled
+    labels = np.load(out / "day_23_labels.npy")
+    dense = np.load(out / "day_23_dense.npy")
+    assert labels.dtype == np.int32 and labels.shape == (200, 1)
+    assert labels[:, 0].tolist() == [r[0] for r in days[23]]
+    assert sorted(np.load(out / "day_0_labels.npy")[:, 0].tolist()) == sorted(r[0] for r in days[0])
+    # TorchRec 1.9.2's tsv_to_npys: log(x - m + 2), m the day's smallest integer (missing -> 0)
+    ints = np.array([[x or 0 for x in r[1:14]] for r in days[23]])
+    np.testing.assert_allclose(dense, np.log(ints - ints.min() + 2).astype(np.float32), rtol=1e-6)
+    # sparse_to_contiguous: 2, 3, ... in order of first appearance over day 0 then day 23, not capped here
+    first_seen = {}
+    for r in days[0] + days[23]:
+        first_seen.setdefault(int(r[14 + 3] or "0", 16), len(first_seen) + 2)
+    one_hot = np.load(out / "day_23_sparse.npy")
+    assert one_hot[:, 3].tolist() == [first_seen[int(r[17] or "0", 16)] for r in days[23]]
+    with np.load(out / "day_23_sparse_multi_hot.npz") as npz:
         multi = [npz[str(j)] for j in range(26)]
     assert [m.shape[1] for m in multi] == list(SMALL.hotness)
     assert all((m >= 0).all() and (m < rows).all() for m, rows in zip(multi, SMALL.table_rows))
-    assert (multi[20][:, 0] == one_hot[:, 20]).all()  # the sample's own id comes first
-    same = np.flatnonzero(one_hot[:, 20] == one_hot[0, 20])
-    assert (multi[20][same] == multi[20][0]).all()  # a bag is a function of the id (seed 0)
+    ids = one_hot[:, 20] % SMALL.table_rows[20]  # the reference caps ids when it materialises the bags
+    assert (multi[20][:, 0] == ids).all()  # the sample's own id comes first
+    same = np.flatnonzero(ids == ids[0])
+    assert (multi[20][same] == multi[20][0]).all()  # a bag is a function of the id (one lookup table)
 
     preprocess.numpy_to_binary(out, binary, SMALL, train_days=(0,))
     assert_readers_agree(out, binary, train_days=(0,))
