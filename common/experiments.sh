@@ -65,7 +65,12 @@ mlperf_experiments() {
     : "${LOGDIR:?LOGDIR is not set: where the result logs go}"
     local nexp=${NEXP:-1} datestamp=${DATESTAMP:-$(date +%y%m%d%H%M%S%N)}
     local i log seed failures=()
-    mkdir -p "${LOGDIR}"
+    # Before any training: a log that cannot be written is a run lost (checked by writing, as root passes -w).
+    local probe="${LOGDIR}/.writable.$$"
+    if ! { mkdir -p "${LOGDIR}" && : > "${probe}" && rm -f "${probe}"; } 2>/dev/null; then
+        echo "LOGDIR=${LOGDIR}: not a writable directory; the result logs cannot be written there" >&2
+        return 2
+    fi
     for (( i = 1; i <= nexp; i++ )); do
         log="${LOGDIR}/${datestamp}_${i}.log"
         # Every experiment needs its own seed (package checker); SEED fixes the first.

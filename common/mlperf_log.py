@@ -47,8 +47,11 @@ class MLPerfLogger:
         if self.enabled:
             self._handlers.append(logging.StreamHandler(stream or sys.stdout))
             if filename is not None:
-                Path(filename).parent.mkdir(parents=True, exist_ok=True)
-                self._handlers.append(logging.FileHandler(filename))
+                try:
+                    Path(filename).parent.mkdir(parents=True, exist_ok=True)
+                    self._handlers.append(logging.FileHandler(filename))
+                except OSError as err:
+                    raise OSError(f"{filename}: cannot write the MLPerf log there ({err.strerror or err})") from None
         for handler in self._handlers:
             self._logger.addHandler(handler)
         self._mllog = MLLogger(logger=self._logger, default_stack_offset=_MLLOG_FRAMES,

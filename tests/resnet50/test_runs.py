@@ -78,3 +78,21 @@ def test_missing_config_variable_is_named_with_the_file(tmp_path, synthetic_imag
     config.write_text(text)
     with pytest.raises(ConfigError, match=rf"{config}: required variable LR is not set"):
         train.main(["--data-dir", str(synthetic_imagenet), "--config", str(config)])
+
+
+def test_an_unwritable_logdir_fails_before_any_training_naming_it(tmp_path, synthetic_imagenet):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run_bash("cd resnet50 && ../common/run_local.sh",
+                    env={"DATADIR": str(synthetic_imagenet), "LOGDIR": str(blocker / "logs"), "NEXP": "2"})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"LOGDIR={blocker}/logs: not a writable directory" in proc.stderr
+    assert "Beginning trial" not in proc.stdout
+
+
+def test_an_unwritable_log_file_is_named(tmp_path, synthetic_imagenet):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=rf"{blocker}/run.log: cannot write the MLPerf log there"):
+        train.main(["--data-dir", str(synthetic_imagenet), "--config", str(RESNET_CPU_CONFIG),
+                    "--log-file", str(blocker / "run.log")])
