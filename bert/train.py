@@ -28,14 +28,15 @@ from bert.config import RULES, BertRunConfig
 from bert.model import BertForPreTraining, model_config, pretraining_loss
 from bert.optim import build_lamb, warmup_poly_lr
 from common import dist, loader, schedule
-from common.config import parse_run_arguments, run_arguments
+from common.config import RuntimeConfig, parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
 from common.precision import Precision
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_CONFIG = BertRunConfig
 FP8_AMAX_HISTORY = 16  # steps of amax history in TE's delayed-scaling recipe (NVIDIA's v3.0 BERT)
 
 
@@ -83,10 +84,12 @@ def build_step(model: nn.Module, cfg: BertRunConfig, precision: Precision, devic
 def hyperparameters(cfg: BertRunConfig, global_batch: int, eval_every: int, max_predictions: int) -> dict:
     return {
         constants.GLOBAL_BATCH_SIZE: global_batch,
+        "d_batch_size": cfg.batch_size,  # rows per process and micro-batch, as NVIDIA logs it
         constants.GRADIENT_ACCUMULATION_STEPS: cfg.grad_accum,
         constants.OPT_NAME: constants.LAMB,
         constants.OPT_BASE_LR: cfg.lr,
-        constants.OPT_LAMB_EPSILON: RULES.lamb_epsilon,
+        constants.OPT_LAMB_EPSILON: RULES.lamb_epsilon,  # the epsilon build_lamb gives LAMB
+        "opt_epsilon": RULES.lamb_epsilon,  # rcps_bert.json's name for it, as NVIDIA logs it too
         constants.OPT_LAMB_BETA_1: cfg.beta1,
         constants.OPT_LAMB_BETA_2: cfg.beta2,
         constants.OPT_LAMB_WEIGHT_DECAY: cfg.weight_decay,
@@ -99,6 +102,37 @@ def hyperparameters(cfg: BertRunConfig, global_batch: int, eval_every: int, max_
         "packing_factor": cfg.packing_factor,
         "eval_interval_samples": eval_every,
     }
+
+
+# Where this code's log deliberately differs from NVIDIA's v3.0 BERT logs (compliance.preflight --compare).
+DEVIATIONS = {
+    "data_file": "NVIDIA's log names the first training shard it opened, a path on its file system, not a setting",
+    constants.OPT_NAME: "logged here so the log states the optimizer (lamb, as the RCPs' LAMB hyperparameters "
+    "assume); NVIDIA's BERT does not log it",
+    "packing_factor": "logged here so the log states how global_batch_size counts sequences (rows x packing "
+    "factor x accumulation x GPUs, NVIDIA's average_packing_rate); NVIDIA's does not",
+    "eval_interval_samples": "logged here so the log states the evaluation cadence (EVAL_ITER_SAMPLES, at most "
+    "the rules' interval); NVIDIA's does not",
+}
+
+
+def reached(accuracy: float) -> bool:
+    return accuracy >= RULES.target_mlm_accuracy
+
+
+def run_plan(cfg: BertRunConfig, runtime: RuntimeConfig, world_size: int,
+             eval_samples: int = RULES.eval_samples) -> RunPlan:
+    """What a run logs and where it evaluates: every eval_every sequences (`schedule.every_n_samples`), epoch_num
+    in sequences trained; train_samples is the sequences actually trained, logged at the end (as NVIDIA does)."""
+    global_batch, eval_every = cfg.global_batch(world_size), cfg.eval_every(world_size)
+    _, max_predictions = model_config(runtime.model_size, cfg.dropout)
+    return RunPlan(
+        hyperparameters=hyperparameters(cfg, global_batch, eval_every, max_predictions),
+        schedule=schedule.every_n_samples(eval_every, cfg.max_samples, global_batch, cfg.max_steps),
+        eval_samples=eval_samples, train_samples=None, samples_per_step=global_batch,
+        reached=reached, target=RULES.target_mlm_accuracy, untrained=0.0, progress=lambda samples: samples,
+        # a packed row holds 1..PACKING_FACTOR sequences: the sequences trained by a step vary around the average
+        progress_tolerance=0.01 if cfg.packing_factor > 1 else 0.0)
 
 
 def mlm_accuracy(model: nn.Module, eval_batches: list[dict], eval_samples: int, device: torch.device) -> float:
@@ -139,15 +173,10 @@ def main(argv=None) -> int:
         s.logger.event("init_checkpoint", str(checkpoint))
         model = parallelize(model, device=s.device, world_size=s.world_size, precision=s.precision,
                             torch_compile=s.runtime.torch_compile)
-        global_batch, eval_every = cfg.global_batch(s.world_size), cfg.eval_every(s.world_size)
         batches = loader.on_device(train_loader, lambda b: data.to_device(b, s.device))
-        s.train_to_target(
-            schedule.every_n_samples(eval_every, cfg.max_samples, global_batch, cfg.max_steps),
-            build_step(model, cfg, s.precision, s.device), batches,
-            lambda: mlm_accuracy(unwrap(model), eval_batches, eval_samples, s.device),
-            reached=lambda accuracy: accuracy >= RULES.target_mlm_accuracy,
-            hyperparameters=hyperparameters(cfg, global_batch, eval_every, max_predictions),
-            eval_samples=eval_samples, progress=lambda samples: samples)
+        s.train_to_target(run_plan(cfg, s.runtime, s.world_size, eval_samples),
+                          build_step(model, cfg, s.precision, s.device), batches,
+                          lambda: mlm_accuracy(unwrap(model), eval_batches, eval_samples, s.device))
     return s.exit_code
 
 

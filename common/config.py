@@ -26,6 +26,10 @@ from typing import Any, Literal, Mapping
 
 MISSING = dataclasses.MISSING
 
+# The node a DGXSYSTEM name (`<node>_<shape>`) stands for, as NVIDIA's v3.0 logs name it in
+# submission_platform ("8xNVIDIA DGX H100"); another node logs its own name.
+PLATFORM_NAMES = {"DGXH100": "NVIDIA DGX H100", "HGXH100": "NVIDIA HGX H100"}
+
 # Variables bash itself sets in any shell; never "exported by" a config file.
 _SHELL_VARS = {"PWD", "OLDPWD", "SHLVL", "_"}
 
@@ -60,14 +64,16 @@ class SystemConfig:
     gpus_per_node: int = env_field("DGXNGPU", "processes (GPUs) per node")
     org: str = env_field("MLPERF_SUBMISSION_ORG", "submitting organisation", "mlperf-h100")
     platform: str = env_field("MLPERF_SUBMISSION_PLATFORM",
-                              "platform logged as submission_platform; default <nodes>x<DGXSYSTEM>", "")
+                              "platform logged as submission_platform; default <nodes>x<node name>, "
+                              "e.g. 8xNVIDIA DGX H100 for DGXSYSTEM=DGXH100_8x8x50x1", "")
     division: Literal["closed", "open"] = env_field("MLPERF_DIVISION", "submission division", "closed")
     status: Literal["onprem", "cloud", "preview", "research"] = env_field(
         "MLPERF_STATUS", "submission status", "onprem")
 
     @property
     def submission_platform(self) -> str:
-        return self.platform or f"{self.nodes}x{self.system}"
+        node = self.system.split("_", 1)[0]
+        return self.platform or f"{self.nodes}x{PLATFORM_NAMES.get(node, node)}"
 
 
 @dataclass(frozen=True)
@@ -98,13 +104,13 @@ def require(ok: bool, config_file, variable: str, message: str) -> None:
         raise ConfigError(f"{config_file}: {variable}: {message}")
 
 
-def read_config_file(config_file: Path) -> dict[str, str]:
-    """What a config file exports, found by sourcing it in an empty environment."""
+def read_config_file(config_file: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a config file exports, found by sourcing it in an empty environment (plus `env`, e.g. NEXP)."""
     if not config_file.is_file():
         raise ConfigError(f"config file {config_file} does not exist")
     script = 'source "$1" >/dev/null && env -0'
     proc = subprocess.run(["bash", "-c", script, "bash", str(config_file)],
-                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})},
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise ConfigError(f"{config_file}: sourcing failed: {proc.stderr.strip()}")

@@ -11,7 +11,9 @@
 - `loaders`, `FlipSampler`, `collate`, `to_device`: the training loader over a
   rank's share with the reference's only augmentation (horizontal flip, p 0.5)
   drawn per epoch for the whole dataset, the evaluation loader over a rank's
-  shard, lists of images and target dicts, uint8 -> float on the device.
+  shard, lists of images and target dicts, uint8 -> float on the device;
+  `steps_per_epoch`: the training loader's length, from the sizes alone
+  (`checked_steps_per_epoch` checks a loader against it).
 - `gather_on_rank0`, `coco_eval`: every rank's COCO results on rank 0 in
   one gather, scored there by pycocotools' COCOeval (or, as a configured fast
   path, faster-coco-eval's drop-in).
@@ -183,6 +185,23 @@ def loaders(train_set: Dataset, eval_set: Dataset, *, batch_size: int, eval_batc
     train_loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **common)
     shard = Subset(eval_set, range(rank, len(eval_set), world_size))
     return train_loader, DataLoader(shard, batch_size=eval_batch_size, shuffle=False, **common)
+
+
+def steps_per_epoch(train_images: int, global_batch: int) -> int:
+    """Optimizer steps of one epoch of `loaders`' training loader: the last incomplete global batch is dropped.
+
+    Each rank's sampler keeps floor(images / ranks) and its loader floor(that / batch) batches, which is
+    floor(images / global batch) for any split of the global batch; a run checks its loader against this.
+    """
+    return train_images // global_batch
+
+
+def checked_steps_per_epoch(train_loader: DataLoader, train_images: int, global_batch: int) -> int:
+    """`steps_per_epoch`, which a run's plan schedules from, after checking the training loader has as many."""
+    steps = steps_per_epoch(train_images, global_batch)
+    if len(train_loader) != steps:
+        raise RuntimeError(f"the train loader has {len(train_loader)} steps per epoch, the plan {steps}")
+    return steps
 
 
 def collate(batch):

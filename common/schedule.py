@@ -12,7 +12,8 @@ with one convention per kind of unit:
   evaluation is labelled with the last of them (epochs completed);
 - amounts (bert: samples; gpt3: tokens; dlrm_dcnv2: fractions of the epoch):
   first_epoch_num is the amount trained before the block (0 for the first),
-  epoch_count the block's amount, epoch_num the amount trained at the eval.
+  epoch_count the block's amount, epoch_num the amount trained at the eval
+  (dlrm_dcnv2: one step less, as HugeCTR labels it; see `fractions_of_epoch`).
 One constructor per cadence the rules give; see each for the rule.
 """
 from __future__ import annotations
@@ -106,10 +107,24 @@ def every_n_steps(every: int, max_steps: int, amount_per_step: float) -> list[Bl
 
 def fractions_of_epoch(evals_per_epoch: int, steps_per_epoch: int, samples_per_step: int,
                        epoch_samples: int) -> list[Block]:
-    """rules (dlrm_dcnv2): `evals_per_epoch` evaluations within one epoch, every floor(steps / k) steps and
-    the last at the end of the epoch; progress in fractions of the epoch's samples."""
+    """rules (dlrm_dcnv2): `evals_per_epoch` evaluations within the one epoch, placed and labelled as NVIDIA's
+    v3.0 HugeCTR runs do (their train.py and HugeCTR's `Model::fit`).
+
+    An epoch is M = ceil(epoch_samples / samples_per_step) steps (HugeCTR's `max_iter`); evaluation k follows
+    step k x floor(steps_per_epoch / evals_per_epoch) (`eval_interval` = floor(0.05 x rows / batch), the
+    same number when steps_per_epoch counts the full batches), k = 1 .. evals_per_epoch, so the last one
+    lands up to evals_per_epoch - 1 steps before the end of the epoch, and those steps are not trained.
+    `epoch_num` is the 0-based index of the step just trained over M, (step - 1) / M, as HugeCTR passes its
+    loop index to the logging callback: 0.04998 for the first evaluation at batch 55,296 (step 3,793 of
+    75,869), 0.99942 for the 20th at 135,168 (step 31,020 of 31,037). Blocks count the same way: block k
+    covers step indices (k - 1) x every .. k x every - 1, so first_epoch_num is (k - 1) x every / M (0 for
+    the first) and epoch_count every / M, and the evaluation is labelled with the block's last step.
+    """
     every = steps_per_epoch // evals_per_epoch
     if every == 0:
         raise ValueError(f"an epoch of {steps_per_epoch} steps cannot hold {evals_per_epoch} evaluations")
-    steps = [every * k for k in range(1, evals_per_epoch)] + [steps_per_epoch]
-    return at_steps(steps, samples_per_step / epoch_samples)
+    if steps_per_epoch * samples_per_step > epoch_samples:
+        raise ValueError(f"{steps_per_epoch} steps of {samples_per_step} samples overrun an epoch of {epoch_samples}")
+    steps = -(-epoch_samples // samples_per_step)
+    return [Block(k * every, (k - 1) * every / steps, every / steps, (k * every - 1) / steps)
+            for k in range(1, evals_per_epoch + 1)]

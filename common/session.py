@@ -4,21 +4,26 @@
         args = parse_args(argv)
         with Session(RULES.benchmark, args, RunConfig) as s:  # config, process group, seed, lifecycle
             data = ...; model = ...; model = parallelize(...); optimizer = ...
-            s.train_to_target(schedule, step, batches, evaluate, reached=..., hyperparameters=...,
-                              eval_samples=...)
+            s.train_to_target(run_plan(s.cfg, s.runtime, s.world_size, sizes_of(data)), step, batches, evaluate)
         return s.exit_code
 
 `Session` loads the config file (system, runtime and the benchmark's own
 dataclass), joins the process group, agrees on the seed and logs the run's
-lifecycle; `train_to_target` logs the hyperparameters, `data_synthetic` (from
-the dataset's marker, `common.synthetic`), `train_samples` and `eval_samples`
-— so that no benchmark can forget them — around the timed loop of
-`common.harness`. Leaving the `with` block any way but by reaching the target
-ends the log with `run_stop` `aborted`.
+lifecycle. A benchmark's `run_plan(...)` is a `RunPlan`: everything the run
+will log before training and where it evaluates, computed from the config and
+the dataset's sizes alone — so `compliance.preflight` renders exactly what a
+run of a config will log, from the same function, without data or training.
+`train_to_target` logs the hyperparameters, `data_synthetic` (from the
+dataset's marker, `common.synthetic`), `train_samples` and `eval_samples` — so
+that no benchmark can forget them — around the timed loop of `common.harness`
+(`log_and_train`, which the preflight drives with planned steps). Leaving the
+`with` block any way but by reaching the target ends the log with `run_stop`
+`aborted`.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from common import dist, harness
@@ -28,6 +33,45 @@ from common.precision import Precision
 from common.schedule import Block
 from common.step import TrainStep
 from common.synthetic import is_synthetic
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run of one config logs before training, and its evaluation schedule."""
+
+    hyperparameters: Mapping[str, Any]
+    schedule: Sequence[Block]
+    eval_samples: int
+    train_samples: int | None  # None: the samples actually trained, logged just before run_stop
+    samples_per_step: int  # one optimizer step's global batch, in the unit of train_samples
+    reached: Callable[[Any], bool]  # the quality target
+    target: Any  # a quality value that just reaches it (what the preflight's last evaluation reports)
+    untrained: Any  # one that does not (its earlier evaluations)
+    progress: Callable[[int], float] | None = None  # epoch_num of an evaluation from the samples trained
+    diverged: Callable[[Any], bool] | None = None  # the reference gives up on the run at this quality
+    # How far (relative) a run's measured epoch_num may fall from the plan's step x samples_per_step: 0 where
+    # progress is counted exactly; bert's packed rows hold a varying number of sequences.
+    progress_tolerance: float = 0.0
+
+    @property
+    def global_batch(self) -> int:
+        return self.hyperparameters[constants.GLOBAL_BATCH_SIZE]
+
+
+def log_and_train(run: harness.MLPerfRun, plan: RunPlan, step: TrainStep, batches: Iterator,
+                  evaluate: Callable[[], Any], data_synthetic: bool) -> bool:
+    """The plan's settings, then the timed region: what every run logs, in this order (see the module docstring)."""
+    logger = run.logger
+    logger.events(plan.hyperparameters)
+    logger.event("data_synthetic", data_synthetic)
+    run.start_timed_region()
+    logger.event(constants.EVAL_SAMPLES, plan.eval_samples)
+    if plan.train_samples is None:
+        run.before_run_stop(lambda: logger.event(constants.TRAIN_SAMPLES, step.monitor.samples_trained))
+    else:
+        logger.event(constants.TRAIN_SAMPLES, plan.train_samples)
+    return harness.train_to_target(run, plan.schedule, step, batches, evaluate, plan.reached, plan.progress,
+                                   plan.diverged)
 
 
 class Session:
@@ -73,24 +117,8 @@ class Session:
         """The benchmark's own limit on a config variable, reported with the variable and the config file."""
         require(ok, self.config_file, variable, message)
 
-    def train_to_target(self, schedule: Sequence[Block], step: TrainStep, batches: Iterator,
-                        evaluate: Callable[[], Any], *, reached: Callable[[Any], bool],
-                        hyperparameters: Mapping[str, Any], eval_samples: int, train_samples: int | None = None,
-                        progress: Callable[[int], float] | None = None,
-                        diverged: Callable[[Any], bool] | None = None) -> bool:
-        """Log the run's settings, start the timed region and train to the target (`common.harness`).
-
-        `train_samples` None logs the samples actually trained, at the end.
-        """
-        self.logger.events(hyperparameters)
-        self.logger.event("data_synthetic", is_synthetic(self.args.data_dir))
-        self.run.start_timed_region()
-        self.logger.event(constants.EVAL_SAMPLES, eval_samples)
-        if train_samples is None:
-            self.run.before_run_stop(lambda: self.logger.event(constants.TRAIN_SAMPLES,
-                                                               step.monitor.samples_trained))
-        else:
-            self.logger.event(constants.TRAIN_SAMPLES, train_samples)
-        self.reached = harness.train_to_target(self.run, schedule, step, batches, evaluate, reached, progress,
-                                               diverged)
+    def train_to_target(self, plan: RunPlan, step: TrainStep, batches: Iterator,
+                        evaluate: Callable[[], Any]) -> bool:
+        """Log the plan, start the timed region and train to the target (`log_and_train`)."""
+        self.reached = log_and_train(self.run, plan, step, batches, evaluate, is_synthetic(self.args.data_dir))
         return self.reached

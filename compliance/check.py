@@ -47,6 +47,7 @@ class RunSummary:
     org: str | None
     from_this_code: bool = False  # logged by this project's harness
     logs_data_synthetic: bool = False
+    preflight: bool = False  # written by compliance.preflight: simulated, nothing was trained
 
     def provenance_error(self) -> str | None:
         """Why the log breaks DATA_SYNTHETIC_LOGGED, or None."""
@@ -99,7 +100,8 @@ def summarize(path: Path) -> RunSummary:
     return RunSummary(benchmark=values.get("submission_benchmark"), status=status, minutes=minutes,
                       synthetic=bool(values.get("data_synthetic", False)), seed=values.get("seed"),
                       org=values.get("submission_org"), from_this_code=from_this_code,
-                      logs_data_synthetic="data_synthetic" in values)
+                      logs_data_synthetic="data_synthetic" in values,
+                      preflight=bool(values.get("preflight", False)))
 
 
 def run_checker(path: Path) -> tuple[bool, str]:
@@ -172,7 +174,8 @@ def main(argv=None) -> int:
         print(output)
         all_passed &= passed
         minutes = f"{run.minutes:.3f} min" if run.minutes is not None else "n/a (no run_start/run_stop)"
-        data = "synthetic data" if run.synthetic else "real data"
+        data = ("a simulated preflight log, nothing trained" if run.preflight
+                else "synthetic data" if run.synthetic else "real data")
         print(f"{log.name}: {verdict}; benchmark {run.benchmark}, "
               f"run_stop status {run.status}, time to target {minutes}, {data}")
     return 0 if all_passed else 1

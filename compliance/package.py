@@ -99,6 +99,9 @@ def validate_logs(logs: list[Path], spec: BenchmarkSpec, org: str, dry_run: bool
         if run.org != org:
             raise PackageError(f"{log}: submission_org is {run.org!r} but the package is for {org!r} "
                                "(set MLPERF_SUBMISSION_ORG when running)")
+        if run.preflight:
+            raise PackageError(f"{log}: a preflight log (compliance.preflight simulates a run and trains nothing); "
+                               "it can never be packaged, not even as a dry run")
         if run.synthetic and not dry_run:
             raise PackageError(f"{log}: this run trained on synthetic data and can never be a result; "
                                "pass --dry-run to package it as a dry run")

@@ -26,11 +26,12 @@ class Rules:
 
     benchmark: str = "dlrm_dcnv2"
     target_auc: float = 0.80275  # eval_accuracy >= 0.80275, within one epoch
+    # The real dataset's rows (FACTS.md §3; NVIDIA's v3.0 hugectr/train.py EVAL_NUM_SAMPLES, TRAIN_NUM_SAMPLES):
     eval_samples: int = 89_137_319  # first half of day 23 (the checker wants exactly this)
     train_samples: int = 4_195_197_692  # days 0-22
     train_days: tuple = tuple(range(23))
     eval_day: int = 23
-    evals_per_epoch: int = 20  # rules: evaluate every 0.05 epoch
+    evals_per_epoch: int = 20  # rules: evaluate every 0.05 epoch (placed as NVIDIA's: train.run_plan)
     adagrad_epsilon: float = 1e-8
     adagrad_initial_accumulator: float = 0.0
     num_dense: int = 13

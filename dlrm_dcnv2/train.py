@@ -11,7 +11,7 @@ day_{i}_sparse_multi_hot.npz (DATA_FORMAT=numpy) or NVIDIA's train_data.bin and
 val_data.bin (DATA_FORMAT=binary). One pass over days 0-22 in order, global
 batch BATCHSIZE split evenly over the processes; Adagrad with one learning rate
 (fused into the backward for the sharded tables); exact AUC over the whole
-validation set 20 times per epoch; stop at 0.80275.
+validation set 20 times per epoch, where NVIDIA's v3.0 HugeCTR runs do (`run_plan`); stop at 0.80275.
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torchmetrics.classification import BinaryAUROC
 
 from common import dist, schedule
-from common.config import parse_run_arguments, run_arguments
+from common.config import ConfigError, RuntimeConfig, parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.precision import Precision
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 from dlrm_dcnv2 import data
 from dlrm_dcnv2.config import RULES, DlrmRunConfig
@@ -35,6 +35,7 @@ from dlrm_dcnv2.model import DLRMDCNv2, ModelShape
 from dlrm_dcnv2.parallelize import build_optimizer, parallelize_dlrm, sharding_summary
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_CONFIG = DlrmRunConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,6 +83,37 @@ def hyperparameters(cfg: DlrmRunConfig) -> dict:
     }
 
 
+# Where this code's log deliberately differs from NVIDIA's v3.0 DLRM-DCNv2 logs (compliance.preflight --compare).
+DEVIATIONS = {
+    "eval_batch_size": "logged here (BATCHSIZE_EVAL) so the log states the evaluation batch; HugeCTR's train.py "
+    "takes it as --batchsize_eval and does not log it",
+    "sharding": "logged by a real run (not the preflight) so the log records the table placement TorchRec's "
+    "planner chose; HugeCTR's SHARDING_PLAN is not logged",
+}
+
+
+def reached(value: float) -> bool:
+    return value >= RULES.target_auc
+
+
+def run_plan(cfg: DlrmRunConfig, runtime: RuntimeConfig, world_size: int, train_samples: int = RULES.train_samples,
+             eval_samples: int = RULES.eval_samples) -> RunPlan:
+    """What a run logs and where it evaluates: 20 times in the one epoch of `train_samples` rows, at NVIDIA's
+    steps and epoch_num ((step - 1) / ceil(rows / batch); `common.schedule.fractions_of_epoch`)."""
+    try:
+        cfg.local_batch(world_size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    steps_per_epoch = train_samples // cfg.global_batch  # full batches: data.train_batches drops the last one
+    return RunPlan(
+        hyperparameters=hyperparameters(cfg),
+        schedule=schedule.fractions_of_epoch(RULES.evals_per_epoch, steps_per_epoch, cfg.global_batch,
+                                             train_samples),
+        # the true counts: a synthetic or partial dataset is not the rules' 4,195,197,692 / 89,137,319 rows
+        eval_samples=eval_samples, train_samples=train_samples, samples_per_step=cfg.global_batch,
+        reached=reached, target=RULES.target_auc, untrained=0.5)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with Session(RULES.benchmark, args, DlrmRunConfig) as s:
@@ -92,19 +124,15 @@ def main(argv=None) -> int:
         shape = ModelShape.small() if s.runtime.model_size == "debug" else ModelShape.full()
         train_source = data.open_split(args.data_dir, "train", cfg.data_format, shape)
         eval_source = data.open_split(args.data_dir, "eval", cfg.data_format, shape)
+        plan = run_plan(cfg, s.runtime, s.world_size, len(train_source), len(eval_source))  # config errors first
         model = parallelize_dlrm(DLRMDCNv2(shape, device=torch.device("meta")), device=s.device, lr=cfg.lr,
                                  local_batch=cfg.local_batch(s.world_size), torch_compile=s.runtime.torch_compile)
         optimizer = build_optimizer(model, cfg.lr)
         s.logger.event("sharding", sharding_summary(model))
-        steps_per_epoch = data.steps_per_epoch(train_source, cfg.global_batch)  # one epoch at most (rules)
-        s.train_to_target(
-            schedule.fractions_of_epoch(RULES.evals_per_epoch, steps_per_epoch, cfg.global_batch, len(train_source)),
-            build_step(model, optimizer, s.precision, s.device),
-            data.train_batches(train_source, cfg.global_batch, s.rank, s.world_size, shape.hotness, s.device),
-            lambda: auc(model, eval_source, cfg, shape, s.device), reached=lambda value: value >= RULES.target_auc,
-            hyperparameters=hyperparameters(cfg), train_samples=len(train_source),
-            # the true count: a synthetic or partial validation set is not the rules' 89,137,319 rows
-            eval_samples=len(eval_source))
+        s.train_to_target(plan, build_step(model, optimizer, s.precision, s.device),
+                          data.train_batches(train_source, cfg.global_batch, s.rank, s.world_size, shape.hotness,
+                                             s.device),
+                          lambda: auc(model, eval_source, cfg, shape, s.device))
     return s.exit_code
 
 

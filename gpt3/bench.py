@@ -81,7 +81,7 @@ def measure(arch: GPTConfig, minibs: int, micro: int, precision: str, device: to
     optimizer = build_optimizer([m for _, m in stages], device)
     loss = LMLoss()
     step = build_step(RankModel.build(stages, mesh, device, 1, cfg.accumulation_steps(), loss), optimizer, cfg, prec,
-                      device, loss)
+                      device, loss, count=len)  # the table counts sequences
     generator = torch.Generator().manual_seed(0)
     resident = torch.randint(0, 50257, (2 * minibs, arch.seq_len + 1), generator=generator).to(device)
     rng = np.random.default_rng(0)  # the real input: Megatron files of ~2k-token documents, blended and shuffled

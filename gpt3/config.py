@@ -32,6 +32,11 @@ class Rules:
     decay_samples: int = 108_600 * 1536  # 166,809,600 (the schedule's end, warmup included)
     checkpoint_samples: int = 4000 * 1536  # the published checkpoint's position: 6,144,000
     eval_interval_samples: int = 24_576
+    # The validation subset (c4_en_validation_subset_c4_spm_text_document, 24,567 documents) in tokens, what
+    # eval_samples logs: 11,590,004 in every NVIDIA v3.0 GPT-3 log (NVIDIA/results/dgxh100_n64_nemo/gpt3/
+    # result_0.txt; NVIDIA's custom_callbacks.py hard-codes it; not yet checked against the real file here,
+    # whose measured count a run logs). The evaluation scores its full 2048-token windows: 5,659 of them.
+    eval_tokens: int = 11_590_004
 
     def warmup_steps(self, gbs: int) -> float:
         return self.warmup_samples / gbs

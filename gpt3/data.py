@@ -113,7 +113,7 @@ class IndexedDataset:
                 or (np.diff(self.doc_idx) < 0).any():
             raise DataError(f"{self.idx_path}: field 'doc_idx' must rise from 0 to the sequence count "
                             f"{len(self.sizes)}")
-        need = int(self.sizes.astype(np.int64).sum()) * self.dtype.itemsize
+        need = self.num_tokens * self.dtype.itemsize
         have = self.bin_path.stat().st_size
         if have != need:
             raise DataError(f"{self.bin_path}: {have} bytes, but {self.idx_path} describes {need} "
@@ -121,6 +121,11 @@ class IndexedDataset:
 
     def __len__(self) -> int:
         return len(self.sizes)
+
+    @property
+    def num_tokens(self) -> int:
+        """The tokens of all sequences (the validation file's are what eval_samples logs)."""
+        return int(self.sizes.astype(np.int64).sum())
 
     def __getitem__(self, i: int) -> np.ndarray:
         start = self.pointers[i] // self.dtype.itemsize

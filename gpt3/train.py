@@ -9,7 +9,8 @@ subset in Megatron's .bin/.idx) and the checkpoint ckpt*-consumed_samples=0/
 base LR, all in steps derived from the global batch), trains on a 0.5/0.5 blend
 of the two training files with Adam (0.9, 0.95, 1e-8, weight decay 0.1,
 clipping 1.0), and evaluates log-perplexity over the whole validation set every
-24,576 sequences. MLPerf counts GPT-3's progress in tokens (`epoch_num`).
+24,576 sequences. MLPerf counts GPT-3 in tokens: `epoch_num`, `train_samples`
+(the tokens trained) and `eval_samples` (the validation set's tokens), as NVIDIA logs them.
 
 Parallelism (gpt3/parallelize.py) comes from the config: TENSOR_MODEL_PARALLEL
 (with sequence parallelism), PIPELINE_MODEL_PARALLEL x INTERLEAVED_PIPELINE
@@ -24,14 +25,15 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from common import dist, loader, schedule
-from common.config import parse_run_arguments, run_arguments
+from common.config import RuntimeConfig, parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.precision import Precision
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 from gpt3 import data
 from gpt3.checkpoint import load_checkpoint
@@ -41,7 +43,9 @@ from gpt3.optim import build_optimizer, clip_stage_grads, lr_schedule
 from gpt3.parallelize import RankModel, build_mesh, build_stages, embedding_group, sync_tied_embedding_grads
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_CONFIG = GPTRunConfig
 FP8_AMAX_HISTORY = 1024  # FP8_AMAX_HISTORY in NVIDIA's v3.0 config_fp8.sh
+UNTRAINED_LOG_PERPLEXITY = 2.75  # above the target: about the published checkpoint's (NVIDIA's first eval, 2.7499)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,9 +64,17 @@ def find_checkpoint(args) -> Path:
     return found[0]
 
 
+def trained_tokens(tokens: torch.Tensor) -> int:
+    """What a batch of [rows, seq_len + 1] token windows trains, in tokens (the RCPs' unit): its targets."""
+    return tokens[:, 1:].numel()
+
+
 def build_step(rm: RankModel, optimizer, cfg: GPTRunConfig, precision: Precision, device: torch.device,
-               loss: LMLoss) -> TrainStep:
-    """One step on this rank's MINIBS sequences: micro-batches of MICRO_BATCH_SIZE, or the pipeline schedule's."""
+               loss: LMLoss, count: Callable[[torch.Tensor], int] = trained_tokens) -> TrainStep:
+    """One step on this rank's MINIBS sequences: micro-batches of MICRO_BATCH_SIZE, or the pipeline schedule's.
+
+    `count` is what the step's monitor counts a batch for: tokens for a run (train_samples, throughput), the
+    sequences for `gpt3.bench`'s table."""
     modules, tied = rm.modules, embedding_group(rm.mesh)
 
     def pipeline_step(micro_batches):  # the whole MINIBS batch: the schedule cuts it into micro-batches
@@ -76,7 +88,7 @@ def build_step(rm: RankModel, optimizer, cfg: GPTRunConfig, precision: Precision
         clip_stage_grads(modules, RULES.grad_clip, rm.mesh["pp"])
 
     return TrainStep(modules, optimizer, lambda tokens: loss(modules[0](tokens[:, :-1]), tokens[:, 1:]),
-                     precision=precision, device=device, count=len, lr=lr_schedule(cfg.minibs * rm.mesh["dp"].size()),
+                     precision=precision, device=device, count=count, lr=lr_schedule(cfg.minibs * rm.mesh["dp"].size()),
                      accumulation=1 if rm.pipeline else cfg.accumulation_steps(), before_update=before_update,
                      forward_backward=pipeline_step if rm.pipeline else None,
                      replicas=rm.mesh["tp"].size() * rm.mesh["pp"].size())
@@ -127,19 +139,54 @@ def hyperparameters(gbs: int, cfg: GPTRunConfig, arch: GPTConfig) -> dict:
     }
 
 
+# Where this code's log deliberately differs from NVIDIA's v3.0 GPT-3 logs (compliance.preflight --compare).
+DEVIATIONS = {
+    "trained_samples": "NVIDIA's NeMo callback logs the tokens trained twice, as trained_samples and "
+    "train_samples; trained_samples is not an MLPerf key",
+}
+
+
+def architecture(runtime: RuntimeConfig) -> GPTConfig:
+    """GPT-3 175B, or the CPU model (MODEL_SIZE=debug) with the same 2048-token context."""
+    return GPTConfig.cpu() if runtime.model_size == "debug" else GPTConfig()
+
+
+def reached(log_perplexity: float) -> bool:
+    return log_perplexity <= RULES.target_log_perplexity
+
+
+def eval_every_steps(cfg: GPTRunConfig, gbs: int) -> int:
+    """The rules' 24,576 sequences (or EVAL_EVERY_SAMPLES) rounded up to whole steps."""
+    return RULES.eval_every_steps(gbs) if cfg.eval_every == 0 else math.ceil(cfg.eval_every / gbs)
+
+
+def run_plan(cfg: GPTRunConfig, runtime: RuntimeConfig, world_size: int,
+             eval_tokens: int = RULES.eval_tokens) -> RunPlan:
+    """What a run logs and where it evaluates. Progress, train_samples (the tokens trained, logged at the end)
+    and eval_samples (the validation set's tokens) count tokens, the RCPs' unit, as NVIDIA logs them."""
+    gbs, arch = cfg.global_batch(world_size), architecture(runtime)
+    tokens_per_step = gbs * arch.seq_len
+    return RunPlan(
+        hyperparameters=hyperparameters(gbs, cfg, arch),
+        schedule=schedule.every_n_steps(eval_every_steps(cfg, gbs), cfg.max_samples // gbs, tokens_per_step),
+        eval_samples=eval_tokens, train_samples=None, samples_per_step=tokens_per_step,
+        reached=reached, target=RULES.target_log_perplexity, untrained=UNTRAINED_LOG_PERPLEXITY)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with Session(RULES.benchmark, args, GPTRunConfig, fp8_amax_history=FP8_AMAX_HISTORY) as s:
         cfg = s.cfg
-        arch = GPTConfig.cpu() if s.runtime.model_size == "debug" else GPTConfig()
+        arch = architecture(s.runtime)
         checkpoint = find_checkpoint(args)  # before reading any data: a missing start point is named first
         mesh = build_mesh(s.device, s.world_size, cfg.tensor_parallel, cfg.pipeline_parallel)
         gbs, dp_rank = cfg.global_batch(s.world_size), mesh["dp"].get_local_rank()
         root = args.data_dir / "preproc_data"
         train = data.TrainSamples([data.IndexedDataset(root / name) for name in data.TRAIN_FILES],
                                   cfg.max_samples + gbs, arch.seq_len, s.seed)
-        valid, eval_count = data.validation_batches(
-            data.IndexedDataset(root / data.VALID_FILE), arch.seq_len, dp_rank, mesh["dp"].size(),
+        valid_set = data.IndexedDataset(root / data.VALID_FILE)
+        valid, eval_windows = data.validation_batches(
+            valid_set, arch.seq_len, dp_rank, mesh["dp"].size(),
             cfg.minibs if cfg.pipeline_parallel > 1 else cfg.micro_batch_size)
         stages = build_stages(arch, mesh, s.device, pipeline_parallel=cfg.pipeline_parallel,
                               interleaved=cfg.interleaved_pipeline, precision=s.precision,
@@ -153,13 +200,9 @@ def main(argv=None) -> int:
         micro = None if cfg.pipeline_parallel > 1 else cfg.micro_batch_size
         batches = loader.on_device(data.train_batches(train, gbs, cfg.minibs, dp_rank, micro),
                                    lambda tokens: tokens.long().to(s.device))
-        every = RULES.eval_every_steps(gbs) if cfg.eval_every == 0 else math.ceil(cfg.eval_every / gbs)
-        s.train_to_target(
-            schedule.every_n_steps(every, cfg.max_samples // gbs, gbs * arch.seq_len),
-            build_step(rm, optimizer, cfg, s.precision, s.device, loss), batches,
-            lambda: log_perplexity(rm, valid, eval_count * arch.seq_len, s.device, loss),
-            reached=lambda ppl: ppl <= RULES.target_log_perplexity, hyperparameters=hyperparameters(gbs, cfg, arch),
-            eval_samples=eval_count, progress=lambda samples: samples * arch.seq_len)
+        s.train_to_target(run_plan(cfg, s.runtime, s.world_size, valid_set.num_tokens),
+                          build_step(rm, optimizer, cfg, s.precision, s.device, loss), batches,
+                          lambda: log_perplexity(rm, valid, eval_windows * arch.seq_len, s.device, loss))
     return s.exit_code
 
 

@@ -49,7 +49,9 @@ class Rules:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     decay_factor: float = 0.1  # x0.1 at each of the two STEPS
-    train_images: int = 117_266  # train2017 images with annotations (118,287 listed)
+    # What train_samples / eval_samples log: train2017's images that maskrcnn-benchmark's COCODataset trains on
+    # (remove_images_without_annotations: 117,266 of the 118,287 listed; data.trainable_records) and val2017's.
+    train_images: int = 117_266
     eval_images: int = 5_000
 
 

@@ -12,8 +12,8 @@ export BASE_LR=0.24
 export WARMUP_ITERS=1800
 export WARMUP_FACTOR=0.000133  # mlperf_linear: ~0.24 / 1800
 export STEPS=5625,7500
-# SOLVER_MAX_ITER 20000 iterations x 256 images = 43.7 epochs.
-export NUMEPOCHS=44
+# SOLVER_MAX_ITER 20000 iterations x 256 images = 43.7 epochs: the last evaluation after the 43rd.
+export NUMEPOCHS=43
 export NUM_IMAGE_CANDIDATES=1000  # MODEL.RPN.FPN_POST_NMS_TOP_N_TRAIN
 export CANDIDATES_PER_IMAGE=1     # MODEL.RPN.FPN_POST_NMS_TOP_N_PER_IMAGE True
 

@@ -6,6 +6,7 @@ DATALOADER_WORKERS are `common.config.RuntimeConfig`'s.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from common.config import env_field
@@ -23,6 +24,8 @@ class Rules:
     end_lr: float = 1e-4
     lars_epsilon: float = 0.0
     label_smoothing_choices: tuple = (0.0, 0.1)
+    train_images: int = 1_281_167  # ImageNet-1k train / val: what train_samples and eval_samples log
+    eval_images: int = 50_000
 
 
 RULES = Rules()
@@ -45,15 +48,25 @@ class ResNetConfig:
     image_size: int = env_field("IMAGE_SIZE", "training crop size; 224 for the real benchmark", 224)
     channels_last: bool = env_field("CHANNELS_LAST", "NHWC memory format (GPU fast path)", False)
     use_dali: bool = env_field("USE_DALI", "decode and augment on the GPU with NVIDIA DALI", False)
+    bn_group: int = env_field("BN_GROUP", "processes whose batches one BatchNorm's statistics span "
+                              "(model_bn_span = BATCHSIZE x BN_GROUP)", 1)
 
     def __post_init__(self):
         if not 0 <= self.eval_offset < RULES.eval_period_epochs:
             raise ValueError(f"EVAL_OFFSET={self.eval_offset} must be in 0..{RULES.eval_period_epochs - 1}")
         if self.label_smoothing not in RULES.label_smoothing_choices:
             raise ValueError(f"LABELSMOOTHING={self.label_smoothing} must be 0 or 0.1 (rules)")
+        if self.bn_group < 1:
+            raise ValueError(f"BN_GROUP={self.bn_group} must be >= 1")
         if self.warmup_epochs >= self.num_epochs:
             raise ValueError(f"WARMUP_EPOCHS={self.warmup_epochs} must be < NUMEPOCHS={self.num_epochs}")
 
     @property
     def eval_batch(self) -> int:
         return self.eval_batch_size or self.batch_size
+
+
+def steps_per_epoch(train_images: int, global_batch: int) -> int:
+    """Steps of one epoch, rounded up as NVIDIA's v3.0 ResNet-50 counts them (401 at 8 x 400): the last step of
+    an epoch is filled with images from the start of its shuffled order, so no image is skipped."""
+    return math.ceil(train_images / global_batch)

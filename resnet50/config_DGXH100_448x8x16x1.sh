@@ -12,6 +12,7 @@ export MOM=0.95
 export LARSETA=0.001
 export LABELSMOOTHING=0.1
 export NUMEPOCHS=78
+export BN_GROUP=2          # BatchNorm statistics over 2 GPUs: model_bn_span 32 (NVIDIA's 448-node config)
 
 ## System run params
 export DGXNNODES=448

@@ -7,8 +7,10 @@ operators. Imported only when asked for.
 
 Sharding: DALI gives shard r the contiguous slice [N*r/W, N*(r+1)/W) of the
 file list. Training therefore lists the files in a seeded random order (the
-same on every rank, so the shards are class-balanced), truncated to a multiple
-of W so that every rank runs the same number of steps, and reshuffles the
+same on every rank, so the shards are class-balanced), padded with its own
+first files to `steps_per_epoch` x global batch (NVIDIA's rounded-up epoch:
+every rank runs the same number of full steps and no image is skipped), and
+reshuffles the
 whole list after each epoch (`shuffle_after_epoch`, again identical on every
 rank). Evaluation lists every validation image once.
 """
@@ -21,6 +23,7 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
+from resnet50.config import steps_per_epoch
 from resnet50.data import MEAN, STD, ImageFolderDataset
 
 _MEAN = [255 * m for m in MEAN]
@@ -84,7 +87,8 @@ def build_dali_loaders(root: Path, cfg, denv, device: torch.device, seed: int, n
         if training:
             order = list(range(len(files)))
             random.Random(seed).shuffle(order)
-            order = order[: len(order) - len(order) % world]  # equal shards: equal steps on every rank
+            padded = steps_per_epoch(len(order), world * batch) * world * batch
+            order = (order * (1 + padded // len(order)))[:padded]  # equal shards of whole steps on every rank
             files, labels = [files[i] for i in order], [labels[i] for i in order]
         pipe = _imagenet_pipeline(files=files, labels=labels, shard_id=rank, num_shards=world,
                                   training=training, size=cfg.image_size, on_gpu=on_gpu,

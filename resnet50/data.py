@@ -17,6 +17,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import transforms
 
+from resnet50.config import steps_per_epoch
+
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -78,16 +80,26 @@ def eval_transform(size: int):
     ])
 
 
+class WholeEpochSampler(DistributedSampler):
+    """`DistributedSampler` whose epoch is `steps_per_epoch` full global batches: the shuffled order is padded
+    with its own first images up to steps x global batch (DistributedSampler pads only to a multiple of the
+    ranks), so an epoch skips no image, as NVIDIA's rounded-up epochs; rank r takes every W-th index."""
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, batch_size: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.num_samples = steps_per_epoch(len(dataset), batch_size * num_replicas) * batch_size
+        self.total_size = self.num_samples * num_replicas
+
+
 def build_loaders(root: Path, *, image_size: int, batch_size: int, eval_batch_size: int,
                   num_workers: int, rank: int, world_size: int, seed: int,
                   pin_memory: bool = False):
-    """Train loader (sharded, shuffled, full batches) and this rank's eval shard."""
+    """Train loader (sharded, shuffled, full batches, `steps_per_epoch` of them) and this rank's eval shard."""
     train_set = ImageFolderDataset(root, "train", train_transform(image_size))
     val_set = ImageFolderDataset(root, "val", eval_transform(image_size))
     if train_set.classes != val_set.classes:
         raise ValueError(f"{root}: train/ and val/ have different class folders")
-    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank,
-                                 shuffle=True, seed=seed, drop_last=True)
+    sampler = WholeEpochSampler(train_set, num_replicas=world_size, rank=rank, seed=seed, batch_size=batch_size)
     common = dict(num_workers=num_workers, pin_memory=pin_memory,
                   persistent_workers=num_workers > 0)
     train = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, **common)

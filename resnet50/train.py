@@ -20,18 +20,20 @@ import torch
 import torch.nn as nn
 
 from common import dist, loader, schedule
-from common.config import parse_run_arguments, run_arguments
+from common.bn_group import convert_batchnorm
+from common.config import RuntimeConfig, parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
 from common.precision import Precision
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 from resnet50 import data
-from resnet50.config import RULES, ResNetConfig
+from resnet50.config import RULES, ResNetConfig, steps_per_epoch
 from resnet50.model import build_resnet50
 from resnet50.optim import LARS, lars_param_groups, poly_warmup_lr
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_CONFIG = ResNetConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -86,10 +88,42 @@ def hyperparameters(cfg: ResNetConfig, global_batch: int, decay_steps: int) -> d
         constants.LARS_OPT_LEARNING_RATE_WARMUP_EPOCHS: cfg.warmup_epochs,
         constants.LARS_OPT_MOMENTUM: cfg.momentum,
         constants.LARS_OPT_WEIGHT_DECAY: cfg.weight_decay,
-        constants.MODEL_BN_SPAN: cfg.batch_size,
+        constants.MODEL_BN_SPAN: cfg.batch_size * cfg.bn_group,
+        "d_batch_size": cfg.batch_size,
         "label_smoothing": cfg.label_smoothing,
         "eval_offset": cfg.eval_offset,
     }
+
+
+# Where this code's log deliberately differs from NVIDIA's v3.0 ResNet-50 logs (compliance.preflight --compare).
+DEVIATIONS = {
+    constants.LARS_OPT_LR_DECAY_STEPS: "the optimizer steps of the polynomial decay after warmup, the unit of "
+    "rcps_resnet.json (resnet_ref_3264: 14,523 = 37 epochs x 1,281,167 / 3,264); NVIDIA's MXNet logs its NUMEPOCHS",
+    "s_network": "NVIDIA's MXNet implementation's own name for its network, not an MLPerf key",
+    "s_optimizer": "NVIDIA's MXNet implementation's own name for its optimizer, not an MLPerf key",
+    "s_process": "NVIDIA's MXNet implementation's launcher (horovod), not an MLPerf key",
+    "sgd_opt_end_learning_rate": "NVIDIA logs the LARS values under the sgd_ names too; the rules require the "
+    "lars_ ones (closed_resnet_lars.yaml), logged here",
+    "sgd_opt_learning_rate_decay_poly_power": "as sgd_opt_end_learning_rate",
+    "label_smoothing": "logged here so the log states it (the rules allow 0 or 0.1); NVIDIA's does not",
+    "eval_offset": "logged here so the log states the first evaluation's epoch; NVIDIA's does not",
+}
+
+
+def reached(accuracy: float) -> bool:
+    return accuracy >= RULES.target_top1
+
+
+def run_plan(cfg: ResNetConfig, runtime: RuntimeConfig, world_size: int, train_images: int = RULES.train_images,
+             eval_images: int = RULES.eval_images) -> RunPlan:
+    """What a run logs and where it evaluates (every 4 epochs from EVAL_OFFSET + 1, epochs rounded up)."""
+    global_batch = cfg.batch_size * world_size
+    epoch_steps = steps_per_epoch(train_images, global_batch)
+    return RunPlan(
+        hyperparameters=hyperparameters(cfg, global_batch, (cfg.num_epochs - cfg.warmup_epochs) * epoch_steps),
+        schedule=schedule.every_n_epochs(cfg.num_epochs, epoch_steps, RULES.eval_period_epochs, cfg.eval_offset),
+        eval_samples=eval_images, train_samples=train_images, samples_per_step=global_batch,
+        reached=reached, target=RULES.target_top1, untrained=0.0)
 
 
 def top1(model: nn.Module, val_loader, s: Session, eval_samples: int) -> float:
@@ -111,23 +145,24 @@ def main(argv=None) -> int:
         s.require(s.runtime.model_size == "full", "MODEL_SIZE", "resnet50 has no debug model: ResNet-50 itself "
                   "runs on a CPU at a small IMAGE_SIZE")
         s.require(not s.precision.fp8, "PRECISION", "resnet50 has no FP8 path; use bf16")
+        s.require(s.world_size % cfg.bn_group == 0, "BN_GROUP",
+                  f"{cfg.bn_group} does not divide the {s.world_size} ranks into BatchNorm groups")
         # Per-rank RNG streams, so ranks draw different augmentations; DDP starts every rank from rank 0's weights.
         torch.manual_seed(s.seed + s.rank)
         train_loader, val_loader, train_samples, eval_samples = build_data(s)
-        model = parallelize(build_resnet50(RULES.num_classes), device=s.device, world_size=s.world_size,
+        # BatchNorm statistics over groups of BN_GROUP ranks (a collective: every rank builds every group)
+        model = convert_batchnorm(build_resnet50(RULES.num_classes), cfg.bn_group, s.device.type)
+        model = parallelize(model, device=s.device, world_size=s.world_size,
                             precision=s.precision, channels_last=cfg.channels_last,
                             torch_compile=s.runtime.torch_compile)
-        steps_per_epoch = len(train_loader)
+        plan = run_plan(cfg, s.runtime, s.world_size, train_samples, eval_samples)
+        epoch_steps = steps_per_epoch(train_samples, plan.global_batch)
+        if len(train_loader) != epoch_steps:
+            raise RuntimeError(f"the train loader has {len(train_loader)} steps per epoch, the plan {epoch_steps}")
         batches = loader.on_device(loader.epochs(train_loader),
                                    lambda b: data.to_device(b, s.device, cfg.channels_last))
-        s.train_to_target(
-            schedule.every_n_epochs(cfg.num_epochs, steps_per_epoch, RULES.eval_period_epochs, cfg.eval_offset),
-            build_step(model, cfg, s.precision, s.device, steps_per_epoch), batches,
-            lambda: top1(unwrap(model), val_loader, s, eval_samples),
-            reached=lambda accuracy: accuracy >= RULES.target_top1,
-            hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size,
-                                            (cfg.num_epochs - cfg.warmup_epochs) * steps_per_epoch),
-            train_samples=train_samples, eval_samples=eval_samples)
+        s.train_to_target(plan, build_step(model, cfg, s.precision, s.device, epoch_steps), batches,
+                          lambda: top1(unwrap(model), val_loader, s, eval_samples))
     return s.exit_code
 
 

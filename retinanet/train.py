@@ -21,11 +21,11 @@ import torch
 import torch.nn as nn
 
 from common import detection, loader, schedule
-from common.config import parse_run_arguments, run_arguments
+from common.config import RuntimeConfig, parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
 from common.precision import Precision
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 from retinanet import data
 from retinanet.config import RULES, RetinaNetConfig
@@ -33,6 +33,7 @@ from retinanet.evaluate import evaluate
 from retinanet.model import RetinaNetShape, build_retinanet, load_backbone, loss, trainable_parameters
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_CONFIG = RetinaNetConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,6 +72,7 @@ def build_step(model: nn.Module, cfg: RetinaNetConfig, precision: Precision, dev
 
 def hyperparameters(cfg: RetinaNetConfig, global_batch: int) -> dict:
     return {
+        "local_batch_size": cfg.batch_size,
         constants.GLOBAL_BATCH_SIZE: global_batch,
         constants.GRADIENT_ACCUMULATION_STEPS: 1,
         constants.OPT_NAME: "adam",
@@ -82,13 +84,43 @@ def hyperparameters(cfg: RetinaNetConfig, global_batch: int) -> dict:
     }
 
 
+# Where this code's log deliberately differs from NVIDIA's v3.0 ssd logs (compliance.preflight --compare).
+DEVIATIONS = {
+    constants.TRAIN_SAMPLES: "the training images, 1,170,301, in the unit of the RCPs (epochs of images); NVIDIA's "
+    "logs one epoch's iterations there, ceil(1,170,301 / GBS): 4572 at GBS 256",
+    constants.EVAL_SAMPLES: "the validation images, 24,781; NVIDIA's logs the evaluation's iterations, "
+    "ceil(24,781 / GBS): 97 at GBS 256",
+    "epoch_count": "NVIDIA logs its NUMEPOCHS (the epoch limit) as a point event of this name; here the limit is the "
+    "evaluation schedule's length, and epoch_count is block_start metadata, as the rules use it",
+    "first_epoch_num": "NVIDIA logs 0 as a point event beside its epoch_count; here it is block_start metadata",
+    "image_size": "logged here so the log states the resize (the rules' 800 x 800); NVIDIA's does not",
+}
+
+
+def reached(mean_ap: float) -> bool:
+    return mean_ap >= RULES.target_map
+
+
+def run_plan(cfg: RetinaNetConfig, runtime: RuntimeConfig, world_size: int, train_images: int = RULES.train_images,
+             eval_images: int = RULES.eval_images) -> RunPlan:
+    """What a run logs and where it evaluates: after every epoch (the rules), up to NUMEPOCHS."""
+    global_batch = cfg.batch_size * world_size
+    epoch_steps = detection.steps_per_epoch(train_images, global_batch)
+    return RunPlan(
+        hyperparameters=hyperparameters(cfg, global_batch),
+        schedule=schedule.every_n_epochs(cfg.num_epochs, epoch_steps),
+        eval_samples=eval_images, train_samples=train_images, samples_per_step=global_batch,
+        reached=reached, target=RULES.target_map, untrained=0.0)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with Session(RULES.benchmark, args, RetinaNetConfig) as s:
         cfg = s.cfg
         s.require(not s.precision.fp8, "PRECISION", "retinanet has no FP8 path; use bf16")
         torch.manual_seed(s.seed + s.rank)  # per-rank flips; DDP starts every rank from rank 0's weights
-        checkpoint = detection.find_backbone(args.data_dir, args.backbone_checkpoint)  # before reading any data: a missing start point is named first
+        # before reading any data: a missing start point is named first
+        checkpoint = detection.find_backbone(args.data_dir, args.backbone_checkpoint)
         train_loader, eval_loader, train, val = data.build_loaders(
             args.data_dir, num_classes=RULES.num_classes, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch,
             num_workers=s.runtime.num_workers, rank=s.rank, world_size=s.world_size, seed=s.seed,
@@ -100,16 +132,13 @@ def main(argv=None) -> int:
         model = parallelize(model, device=s.device, world_size=s.world_size, precision=s.precision,
                             torch_compile=s.runtime.torch_compile)
         to_device = lambda batch: data.to_device(batch, s.device)  # noqa: E731
-        steps_per_epoch = len(train_loader)
+        plan = run_plan(cfg, s.runtime, s.world_size, len(train), len(val))
+        epoch_steps = detection.checked_steps_per_epoch(train_loader, len(train), plan.global_batch)
         s.train_to_target(
-            schedule.every_n_epochs(cfg.num_epochs, steps_per_epoch),  # rules: evaluate every epoch
-            build_step(model, cfg, s.precision, s.device, steps_per_epoch),
+            plan, build_step(model, cfg, s.precision, s.device, epoch_steps),
             loader.on_device(loader.epochs(train_loader), to_device),
             lambda: evaluate(unwrap(model), loader.on_device(eval_loader, to_device),
-                             data.labels_path(args.data_dir, "validation"), s.device, cfg.coco_eval),
-            reached=lambda mean_ap: mean_ap >= RULES.target_map,
-            hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size),
-            train_samples=len(train), eval_samples=len(val))
+                             data.labels_path(args.data_dir, "validation"), s.device, cfg.coco_eval))
     return s.exit_code
 
 

@@ -22,6 +22,12 @@ class Rules:
     target_wer: float = 0.058  # word error rate on dev-clean, at most (and above 0)
     eval_samples: int = 2703  # dev-clean utterances
     max_duration: float = 16.7  # seconds; longer training utterances (before speed perturbation) are dropped
+    # Training utterances of at most 16.7 s in train-clean-100/360 and train-other-500: at least this many. Every
+    # v3.0 rnnt result log (mlcommons/training_results_v3.0, all submitters) logs train_samples = floor(N / global
+    # batch) x global batch: 278,528 at global batch 512, 1024, 2048 and 4096, 278,016 at 768 and 1536, so
+    # 278,528 <= N < 278,784; the exact N needs the prepared manifests. Any N there gives the same epoch at every
+    # global batch without a multiple in 278,529..278,783 (all of NVIDIA's, and every power of two up to 16384).
+    train_utterances: int = 278_528
     sample_rate: int = 16000
     n_fft: int = 512
     window: int = 320  # 20 ms Hann window
@@ -44,6 +50,12 @@ class Rules:
 
 
 RULES = Rules()
+
+
+def epoch_batches(train_utterances: int, batch_size: int, world_size: int) -> int:
+    """Micro-batches of one epoch: every utterance once but N mod (BATCHSIZE x processes) of them, dropped at
+    random (the reference's bucketing sampler; `rnnt.data.EpochBatches`)."""
+    return train_utterances // (batch_size * world_size)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from rnnt.config import RULES
+from rnnt.config import RULES, epoch_batches
 from rnnt.features import prepare_audio
 
 TRAIN_SPLITS = ("train-clean-100", "train-clean-360", "train-other-500")
@@ -181,7 +181,7 @@ class EpochBatches(Sampler):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.durations) // self.global_batch
+        return epoch_batches(len(self.durations), self.batch_size, self.world_size)
 
     @property
     def samples_per_epoch(self) -> int:

@@ -21,18 +21,19 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
 from common import lamb, loader, schedule
-from common.config import parse_run_arguments, run_arguments
+from common.config import ConfigError, RuntimeConfig, parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 from rnnt import data
-from rnnt.config import RULES, RNNTConfig
+from rnnt.config import RULES, RNNTConfig, epoch_batches
 from rnnt.evaluate import EMA, word_error_rate
 from rnnt.features import Features
 from rnnt.model import RNNTShape, build_rnnt, rnnt_loss
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_CONFIG = RNNTConfig
 # TORCH_COMPILE=1: the (B, T, U) joint; the LSTMs are cuDNN/oneDNN kernels that dynamo leaves eager
 COMPILE_BLOCKS = ("joint_net",)
 
@@ -94,6 +95,32 @@ def hyperparameters(cfg: RNNTConfig, global_batch: int) -> dict:
     }
 
 
+def steps_per_epoch(cfg: RNNTConfig, world_size: int, train_utterances: int) -> int:
+    """Optimizer steps of one epoch: its micro-batches (`epoch_batches`) in groups of GRAD_ACCUMULATION_STEPS."""
+    return epoch_batches(train_utterances, cfg.batch_size, world_size) // cfg.accumulation
+
+
+def reached(wer: float) -> bool:
+    return 0 < wer <= RULES.target_wer
+
+
+def run_plan(cfg: RNNTConfig, runtime: RuntimeConfig, world_size: int,
+             train_utterances: int = RULES.train_utterances, eval_utterances: int = RULES.eval_samples) -> RunPlan:
+    """What a run logs and where it evaluates (after every epoch, rules). `train_samples` is an epoch's
+    utterances, N mod (BATCHSIZE x processes) dropped, as NVIDIA's v3.0 logs count it."""
+    epoch_steps = steps_per_epoch(cfg, world_size, train_utterances)
+    if epoch_steps == 0:
+        raise ConfigError(f"BATCHSIZE: {cfg.batch_size} x {world_size} processes x {cfg.accumulation} accumulation "
+                          f"steps is more than the {train_utterances} training utterances: no full step")
+    global_batch = cfg.batch_size * world_size * cfg.accumulation
+    return RunPlan(
+        hyperparameters=hyperparameters(cfg, global_batch),
+        schedule=schedule.every_n_epochs(cfg.num_epochs, epoch_steps),
+        eval_samples=eval_utterances,
+        train_samples=epoch_batches(train_utterances, cfg.batch_size, world_size) * cfg.batch_size * world_size,
+        samples_per_step=global_batch, reached=reached, target=RULES.target_wer, untrained=1.0)
+
+
 def build_step(model: nn.Module, raw: nn.Module, features: Features, cfg: RNNTConfig, s: Session, ema: EMA,
                steps_per_epoch: int) -> TrainStep:
     groups = [{"params": [p for p in raw.parameters() if p.requires_grad], "weight_decay": RULES.weight_decay}]
@@ -129,6 +156,7 @@ def main(argv=None) -> int:
         full = s.runtime.model_size == "full"
         s.require(not full or len(tokenizer) == RNNTShape().num_labels, "MODEL_SIZE",
                   f"the full model needs the 1023-piece tokenizer; {tokenizer.path} has {len(tokenizer)}")
+        plan = run_plan(cfg, s.runtime, s.world_size, len(train), len(val))
         torch.manual_seed(s.seed)  # DDP starts every rank from rank 0's weights
         raw = build_rnnt(RNNTShape() if full else RNNTShape.debug(len(tokenizer)), cfg.init_scale)
         model = parallelize_ddp(raw, device=s.device, world_size=s.world_size, precision=s.precision,
@@ -144,17 +172,15 @@ def main(argv=None) -> int:
         train_loader = DataLoader(data.TrainUtterances(train, s.seed), batch_sampler=sampler, **common)
         shard = Subset(data.EvalUtterances(val), range(s.rank, len(val), s.world_size))
         eval_loader = DataLoader(shard, batch_size=cfg.eval_batch_size, shuffle=False, **common)
-        steps_per_epoch = len(sampler) // cfg.accumulation
+        epoch_steps = steps_per_epoch(cfg, s.world_size, len(train))
+        if (len(sampler) // cfg.accumulation, sampler.samples_per_epoch) != (epoch_steps, plan.train_samples):
+            raise RuntimeError(f"the sampler has {len(sampler)} batches ({sampler.samples_per_epoch} utterances) per "
+                               f"epoch, the plan {epoch_steps} steps ({plan.train_samples} utterances)")
         transfer = lambda batch: to_device(batch, s.device)  # noqa: E731
-        s.train_to_target(
-            schedule.every_n_epochs(cfg.num_epochs, steps_per_epoch),  # rules: evaluate every epoch
-            build_step(model, raw, features, cfg, s, ema, steps_per_epoch),
-            loader.on_device(loader.epochs(train_loader), transfer),
-            lambda: word_error_rate(ema.model, features, loader.on_device(eval_loader, transfer), tokenizer,
-                                    s.device),
-            reached=lambda wer: 0 < wer <= RULES.target_wer,
-            hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size * cfg.accumulation),
-            train_samples=sampler.samples_per_epoch, eval_samples=len(val))
+        s.train_to_target(plan, build_step(model, raw, features, cfg, s, ema, epoch_steps),
+                          loader.on_device(loader.epochs(train_loader), transfer),
+                          lambda: word_error_rate(ema.model, features, loader.on_device(eval_loader, transfer),
+                                                  tokenizer, s.device))
     return s.exit_code
 
 

@@ -30,7 +30,9 @@ class Rules:
     target_dice: float = 0.908  # mean of the kidney and tumor Dice scores over the 42 validation cases
     diverged_dice: float = 1e-6  # the reference gives up (aborted) when an evaluation scores below this
     num_cases: int = 210  # KiTS19 cases 0-209
-    train_samples: int = 168  # closed_unet3d.yaml checks train_samples == 168 and eval_samples == 42
+    # The real dataset's split (FACTS.md §6; the reference's evaluation_cases.txt): 168 training and 42 validation
+    # cases, what closed_unet3d.yaml checks train_samples and eval_samples against.
+    train_samples: int = 168
     eval_samples: int = len(VALIDATION_CASES)
     in_channels: int = 1
     num_classes: int = 3  # background, kidney, tumor
@@ -56,6 +58,12 @@ def scaled_epochs(epochs_of_168: int, samples_per_epoch: int) -> int:
     """rules: cadences are given in epochs of 168 samples; an epoch of `samples_per_epoch` scales them up
     (ceil(E x 168 / samples per epoch), the reference's main.py)."""
     return math.ceil(epochs_of_168 * RULES.train_samples / samples_per_epoch)
+
+
+def steps_per_epoch(train_cases: int, global_batch: int) -> int:
+    """Steps of one epoch: one patch of every training case, the last incomplete global batch dropped (the
+    reference's drop_last; a DistributedSampler's and the DataLoader's drop_last give the same count)."""
+    return train_cases // global_batch
 
 
 @dataclass(frozen=True, kw_only=True)

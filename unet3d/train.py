@@ -23,18 +23,19 @@ import torch
 import torch.nn as nn
 
 from common import loader, schedule
-from common.config import parse_run_arguments, run_arguments
+from common.config import ConfigError, RuntimeConfig, parse_run_arguments, run_arguments
 from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
 from common.precision import Precision
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 from unet3d import data
-from unet3d.config import RULES, UNet3DConfig
+from unet3d.config import RULES, UNet3DConfig, steps_per_epoch
 from unet3d.evaluate import Evaluator
 from unet3d.model import UNetShape, build_unet3d, dice_ce_loss
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_CONFIG = UNet3DConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,6 +94,41 @@ def hyperparameters(cfg: UNet3DConfig, global_batch: int, samples_per_epoch: int
     }
 
 
+# Where this code's log deliberately differs from NVIDIA's v3.0 3D U-Net logs (compliance.preflight --compare).
+DEVIATIONS = {
+    "opt_initial_learning_rate": "the LR the warmup starts from, a hyperparameter of every unet3d RCP "
+    "(rcps_unet3d.json: 1e-4), logged so the log states it; NVIDIA's MXNet logs do not",
+}
+
+
+def reached(mean_dice: float) -> bool:
+    return mean_dice >= RULES.target_dice
+
+
+def diverged(mean_dice: float) -> bool:
+    return mean_dice < RULES.diverged_dice
+
+
+def run_plan(cfg: UNet3DConfig, runtime: RuntimeConfig, world_size: int, train_cases: int = RULES.train_samples,
+             eval_cases: int = RULES.eval_samples) -> RunPlan:
+    """What a run logs and where it evaluates: from START_EVAL_AT every EVALUATE_EVERY epochs (the rules' 1000
+    and 20 epochs of 168 samples when left at 0), blocks of EVALUATE_EVERY epochs before the first."""
+    global_batch = cfg.batch_size * world_size
+    epoch_steps = steps_per_epoch(train_cases, global_batch)
+    if epoch_steps == 0:
+        raise ConfigError(f"BATCH_SIZE: {cfg.batch_size} x {world_size} processes is more than the {train_cases} "
+                          "training cases: no full batch")
+    samples_per_epoch = epoch_steps * global_batch
+    start, every = cfg.eval_cadence(samples_per_epoch)
+    return RunPlan(
+        hyperparameters=hyperparameters(cfg, global_batch, samples_per_epoch),
+        schedule=schedule.from_epoch(start, every, cfg.max_epochs, epoch_steps),
+        eval_samples=eval_cases, train_samples=train_cases, samples_per_step=global_batch,
+        reached=reached, target=RULES.target_dice,
+        untrained=0.5,  # below the target, above the Dice at which the run counts as diverged
+        diverged=diverged)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with Session(RULES.benchmark, args, UNet3DConfig) as s:
@@ -106,24 +142,17 @@ def main(argv=None) -> int:
         train_loader, eval_loader, train, val = data.build_loaders(
             args.data_dir, patch=cfg.input_shape, batch_size=cfg.batch_size, num_workers=s.runtime.num_workers,
             rank=s.rank, world_size=s.world_size, seed=s.seed, pin_memory=s.device.type == "cuda")
-        steps_per_epoch = len(train_loader)
-        s.require(steps_per_epoch > 0, "BATCH_SIZE", f"{cfg.batch_size} x {s.world_size} processes is more than the "
-                  f"{len(train)} training cases: no full batch")
-        samples_per_epoch = steps_per_epoch * cfg.batch_size * s.world_size
-        start, every = cfg.eval_cadence(samples_per_epoch)
+        plan = run_plan(cfg, s.runtime, s.world_size, len(train), len(val))
+        epoch_steps = steps_per_epoch(len(train), plan.global_batch)
+        if len(train_loader) != epoch_steps:
+            raise RuntimeError(f"the train loader has {len(train_loader)} steps per epoch, the plan {epoch_steps}")
         model = parallelize(build_unet3d(shape), device=s.device, world_size=s.world_size, precision=s.precision,
                             torch_compile=s.runtime.torch_compile)
         evaluator = Evaluator(cfg.input_shape, cfg.val_batch_size, s.device)
         to_device = lambda batch: data.to_device(batch, s.device)  # noqa: E731
-        s.train_to_target(
-            schedule.from_epoch(start, every, cfg.max_epochs, steps_per_epoch),  # rules: from 1000, every 20
-            build_step(model, cfg, s.precision, s.device, steps_per_epoch),
-            loader.on_device(loader.epochs(train_loader), to_device),
-            lambda: evaluator(unwrap(model), loader.on_device(eval_loader, to_device)),
-            reached=lambda mean_dice: mean_dice >= RULES.target_dice,
-            diverged=lambda mean_dice: mean_dice < RULES.diverged_dice,
-            hyperparameters=hyperparameters(cfg, cfg.batch_size * s.world_size, samples_per_epoch),
-            train_samples=len(train), eval_samples=len(val))
+        s.train_to_target(plan, build_step(model, cfg, s.precision, s.device, epoch_steps),
+                          loader.on_device(loader.epochs(train_loader), to_device),
+                          lambda: evaluator(unwrap(model), loader.on_device(eval_loader, to_device)))
     return s.exit_code
 
 

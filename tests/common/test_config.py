@@ -64,3 +64,15 @@ def test_default_config_file_comes_from_dgxsystem(tmp_path):
         tmp_path / "config_DGXH100_1x8x400x1.sh"
     with pytest.raises(ConfigError, match="DGXSYSTEM is not set"):
         default_config_file(tmp_path, {})
+
+
+def test_submission_platform_names_the_node_as_nvidias_logs_do(tmp_path):
+    # NVIDIA/results/dgxh100_n8_ngc23.04_mxnet/resnet/result_0.txt: "submission_platform": "8xNVIDIA DGX H100"
+    path = tmp_path / "config_DGXH100_8x8x50x1.sh"
+    path.write_text("export DGXSYSTEM=DGXH100_8x8x50x1\nexport DGXNNODES=8\nexport DGXNGPU=8\n")
+    (system,) = load_configs(path, SystemConfig, environ={})
+    assert system.submission_platform == "8xNVIDIA DGX H100"
+    (hgx,) = load_configs(path, SystemConfig, environ={"DGXSYSTEM": "HGXH100_2x8x1"})
+    assert hgx.submission_platform == "8xNVIDIA HGX H100"
+    (own,) = load_configs(path, SystemConfig, environ={"MLPERF_SUBMISSION_PLATFORM": "mine"})
+    assert own.submission_platform == "mine"

@@ -16,7 +16,7 @@ from common.config import SystemConfig, env_field
 from common.harness import MLPerfRun, NonFiniteLoss, train_to_target
 from common.mlperf_log import MLPerfLogger
 from common.precision import Precision
-from common.session import Session
+from common.session import RunPlan, Session
 from common.step import TrainStep
 from common.synthetic import write_marker
 from compliance.check import read_events
@@ -167,8 +167,10 @@ def session_run(tmp_path, synthetic: bool, fail: bool = False):
     with pytest.raises(NonFiniteLoss) if fail else contextlib.nullcontext():
         with Session("resnet", args, ToyConfig) as s:
             _, step, batches = toy_step(loss)
-            s.train_to_target(schedule.every_n_epochs(4, 2), step, batches, lambda: 0.8, reached=lambda a: a > 0.7,
-                              hyperparameters={"opt_base_learning_rate": s.cfg.lr}, eval_samples=3)
+            plan = RunPlan(hyperparameters={"global_batch_size": 4, "opt_base_learning_rate": s.cfg.lr},
+                           schedule=schedule.every_n_epochs(4, 2), eval_samples=3, train_samples=None,
+                           samples_per_step=4, reached=lambda a: a > 0.7, target=0.8, untrained=0.0)
+            s.train_to_target(plan, step, batches, lambda: 0.8)
     return s, {e["key"]: e for e in events(log)}
 
 

@@ -62,14 +62,28 @@ def test_gpt3_every_12_steps_counted_in_tokens_from_0():
     assert [b.until_step for b in blocks[:2]] == [12, 24]
 
 
-def test_dlrm_twenty_evaluations_per_epoch_as_fractions():
-    rows, gbs = 4_195_197_692, 55_296
-    steps = rows // gbs
-    blocks = schedule.fractions_of_epoch(20, steps, gbs, rows)
-    assert len(blocks) == 20 and blocks[0].until_step == 3_793 and blocks[-1].until_step == steps
-    assert blocks[0].first_epoch_num == 0 and blocks[0].epoch_num == pytest.approx(0.05, abs=1e-3)
-    assert blocks[1].first_epoch_num == blocks[0].epoch_num and blocks[-1].epoch_num == pytest.approx(1, abs=1e-4)
-    small = schedule.fractions_of_epoch(20, 184, 2048, 23 * 16384)  # the CPU smoke run
-    assert [b.until_step for b in small[:3]] == [9, 18, 27] and small[-1].until_step == 184
+@pytest.mark.parametrize("gbs, every, steps, last_step, last_epoch_num", [
+    # NVIDIA's v3.0 logs: NVIDIA/results/dgxh100_ngc23.04_merlin_hugectr/dlrm_dcnv2/result_0.txt (1 node; its
+    # 15th evaluation is its last), dgxh100_n16_ngc23.04_merlin_hugectr/dlrm_dcnv2/result_0.txt (all 20)
+    (55_296, 3_793, 75_869, 56_895, 0.7498978502418643),
+    (135_168, 1_551, 31_037, 31_020, 0.9994200470406289),
+])
+def test_dlrm_twenty_evaluations_at_nvidias_steps_labelled_as_nvidia(gbs, every, steps, last_step, last_epoch_num):
+    rows = 4_195_197_692
+    blocks = schedule.fractions_of_epoch(20, rows // gbs, gbs, rows)
+    assert [b.until_step for b in blocks] == [every * k for k in range(1, 21)]  # the 20th short of rows // gbs
+    logged = [b for b in blocks if b.until_step == last_step][0]
+    assert logged.epoch_num == last_epoch_num == (last_step - 1) / steps  # exactly, float for float
+    assert blocks[0].first_epoch_num == 0 and blocks[1].first_epoch_num == every / steps
+    assert all(b.epoch_count == every / steps and b.evaluate for b in blocks)
+    assert blocks[0].epoch_num == (every - 1) / steps
+
+
+def test_dlrm_schedule_rejects_an_epoch_too_short_or_too_long():
+    small = schedule.fractions_of_epoch(20, 184, 2048, 23 * 16384)  # the CPU smoke run: 184 steps exactly
+    assert [b.until_step for b in small[:3]] == [9, 18, 27] and small[-1].until_step == 180
+    assert small[0].epoch_num == 8 / 184
     with pytest.raises(ValueError, match="cannot hold 20 evaluations"):
         schedule.fractions_of_epoch(20, 19, 2048, 19 * 2048)
+    with pytest.raises(ValueError, match="overrun an epoch"):
+        schedule.fractions_of_epoch(20, 185, 2048, 23 * 16384)

@@ -95,6 +95,8 @@ def test_a_short_training_run_logs_the_rules_values_and_counts_progress_in_token
     assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted"
     accuracy = [e for e in events if e["key"] == "eval_accuracy"]
     assert accuracy[0]["metadata"]["epoch_num"] == 40 * 2048  # progress in tokens
+    assert value["train_samples"] == 40 * 2048  # the tokens trained (10 steps x 4 sequences), logged at the end
+    assert value["eval_samples"] == IndexedDataset(root / "preproc_data" / VALID_FILE).num_tokens  # tokens too
 
 
 @pytest.mark.slow
