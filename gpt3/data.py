@@ -180,13 +180,30 @@ def validation_windows(ds: IndexedDataset, seq_len: int) -> np.ndarray:
 
 
 def blend(weights: list[float], num_samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """(dataset, sample within dataset) for each blended sample, as Megatron's BlendableDataset."""
+    """(dataset, sample within dataset) for each blended sample, as Megatron's BlendableDataset: sample i comes
+    from the dataset furthest behind its share, weight x max(i, 1) - samples taken (first on ties).
+
+    Equal weights (GPT-3's 0.5/0.5) make that a round robin — every share is the same float, so the dataset
+    with the fewest samples, the lowest first, is the furthest behind — computed for all samples at once; other
+    weights run the greedy loop on Python floats (docs/perf/gpt3_blend.md times both)."""
     weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
-    which = np.zeros(num_samples, dtype=np.int64)
-    within = np.zeros(num_samples, dtype=np.int64)
-    counts = np.zeros(len(weights), dtype=np.int64)
+    if np.all(weights == weights[0]):
+        samples = np.arange(num_samples, dtype=np.int64)
+        return samples % len(weights), samples // len(weights)
+    return _blend_greedy([float(w) for w in weights], num_samples)
+
+
+def _blend_greedy(weights: list[float], num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    which = np.empty(num_samples, dtype=np.int64)
+    within = np.empty(num_samples, dtype=np.int64)
+    counts = [0] * len(weights)
     for i in range(num_samples):
-        d = int(np.argmax(weights * max(i, 1) - counts))  # the dataset furthest behind its share (first on ties)
+        m = max(i, 1)
+        best, d = weights[0] * m - counts[0], 0
+        for k in range(1, len(weights)):
+            behind = weights[k] * m - counts[k]
+            if behind > best:
+                best, d = behind, k
         which[i], within[i] = d, counts[d]
         counts[d] += 1
     return which, within

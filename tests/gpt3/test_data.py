@@ -138,3 +138,22 @@ def test_even_blend_alternates_and_counts_within_each_dataset():
     assert within.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     which, _ = blend([0.75, 0.25], 400)
     assert abs((which == 1).mean() - 0.25) < 0.01
+
+
+def megatron_blend(weights, num_samples):
+    """Megatron's build_blending_indices (megatron/data/helpers.cpp), restated: sample i from the dataset with
+    the largest weight x max(i, 1) - taken, the first on ties."""
+    weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    which, within, counts = [], [], np.zeros(len(weights), dtype=np.int64)
+    for i in range(num_samples):
+        d = int(np.argmax(weights * max(i, 1) - counts))
+        which.append(d)
+        within.append(int(counts[d]))
+        counts[d] += 1
+    return np.array(which), np.array(within)
+
+
+@pytest.mark.parametrize("weights", [[0.5, 0.5], [1, 1, 1], [0.75, 0.25], [0.2, 0.3, 0.5], [0.1, 0.9]])
+def test_blend_is_megatrons_greedy_whichever_path_computes_it(weights):
+    for got, expected in zip(blend(weights, 5000), megatron_blend(weights, 5000)):
+        assert np.array_equal(got, expected)
