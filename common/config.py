@@ -10,6 +10,7 @@ falling back to what the file itself exports, and rejects:
 - a variable the file exports that no dataclass knows (a typo, or a knob this
   implementation does not have),
 - a value that does not parse as the field's type or is not one of its choices,
+- a variable set to an empty string (unset it to take its default),
 
 each with an error naming the variable and the config file.
 """
@@ -92,10 +93,15 @@ class RuntimeConfig:
         "PRECISION", "fp32; bf16 autocast; fp8: bf16 plus Transformer Engine FP8 linears (GPU)", "fp32")
     torch_compile: bool = env_field("TORCH_COMPILE", "torch.compile the model's repeated blocks", False)
     num_workers: int = env_field("DATALOADER_WORKERS", "data-loading worker processes per rank", 2)
+    dist_timeout_s: int = env_field(
+        "DIST_TIMEOUT_S", "seconds a collective waits for the other ranks before the run fails (a hung rank); "
+        "PyTorch's own default is 1800", 300)
 
     def __post_init__(self):
         if self.num_workers < 0:
             raise ValueError(f"DATALOADER_WORKERS={self.num_workers} must be >= 0")
+        if self.dist_timeout_s <= 0:
+            raise ValueError(f"DIST_TIMEOUT_S={self.dist_timeout_s} must be > 0")
 
 
 def require(ok: bool, config_file, variable: str, message: str) -> None:
@@ -156,6 +162,10 @@ def _build(cls: type, values: Mapping[str, str], where: str) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         name, help = f.metadata["env"], f.metadata["help"]
+        if name in values and not values[name].strip() and not (hints[f.name] is str and f.default == ""):
+            default = "" if f.default is MISSING else f" (its default: {f.default!r})"
+            raise ConfigError(f"{where}: {name} is set but empty; give it a value or leave it unset{default} "
+                              f"({help})")
         if name in values:
             kwargs[f.name] = _parse(values[name], hints[f.name], name, where, help)
         elif f.default is MISSING:

@@ -10,6 +10,7 @@ Backend: NCCL on GPUs, gloo on CPUs.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import secrets
@@ -101,12 +102,19 @@ def select_device(denv: DistEnv, requested: str = "auto") -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
-def init_distributed(denv: DistEnv, device: torch.device) -> None:
+DEFAULT_TIMEOUT_S = 300  # RuntimeConfig's DIST_TIMEOUT_S default
+
+
+def init_distributed(denv: DistEnv, device: torch.device, timeout_s: int = DEFAULT_TIMEOUT_S) -> None:
+    """Join the process group. `timeout_s` bounds every collective's wait for the other ranks: a hung rank
+    fails the run after it, instead of after PyTorch's 30 minutes of the whole allocation (a dead one is
+    seen sooner: its connections close, and the launcher ends the rest)."""
     if denv.world_size == 1:
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, rank=denv.rank, world_size=denv.world_size,
                             init_method=f"tcp://{denv.master_addr}:{denv.master_port}",
+                            timeout=datetime.timedelta(seconds=timeout_s),
                             device_id=device if device.type == "cuda" else None)
 
 
@@ -118,10 +126,11 @@ def ensure_process_group(device: torch.device) -> None:
                                 rank=0, world_size=1)
 
 
-def start(denv: DistEnv, device_choice: str, seed: int | None) -> tuple[torch.device, int]:
+def start(denv: DistEnv, device_choice: str, seed: int | None,
+          timeout_s: int = DEFAULT_TIMEOUT_S) -> tuple[torch.device, int]:
     """Pick this rank's device, join the process group, and agree on the run seed (random unless given)."""
     device = select_device(denv, device_choice)
-    init_distributed(denv, device)
+    init_distributed(denv, device, timeout_s)
     return device, broadcast_int(seed if seed is not None else secrets.randbelow(2**31), device)
 
 

@@ -47,6 +47,15 @@ _mlperf_launch() {
     fi
 }
 
+_mlperf_end_aborted() {  # a training process that died (SIGKILL, abort) left its log without run_stop
+    local log=$1
+    if [[ "${LAUNCHER}" == srun && -n "${CONT:-}" ]]; then
+        _mlperf_srun --ntasks=1 python3 -m common.mlperf_log --end-aborted "/results/$(basename "${log}")"
+    else
+        python3 -m common.mlperf_log --end-aborted "${log}"
+    fi
+}
+
 _mlperf_check() {
     local log=$1
     if [[ "${LAUNCHER}" == srun && -n "${CONT:-}" ]]; then
@@ -78,6 +87,7 @@ mlperf_experiments() {
         echo "Beginning trial ${i} of ${nexp}: ${log}"
         if ! { _mlperf_clear_caches && SEED=${seed} _mlperf_launch; } 2>&1 | tee "${log}"; then
             failures+=("experiment ${i}: training failed (${log})")
+            _mlperf_end_aborted "${log}" || true
         fi
         if ! _mlperf_check "${log}"; then
             failures+=("experiment ${i}: compliance check failed (${log})")

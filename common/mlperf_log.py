@@ -8,6 +8,11 @@ Run as a module it logs a single event, which is how the shell layer records
 `cache_clear` before the training process starts:
 
     python3 -m common.mlperf_log cache_clear true
+
+and how it ends the log of a run whose training process died without logging `run_stop` (SIGKILL, a C++
+abort inside a collective, the node lost) — the launcher, not the dead process, marks the run aborted:
+
+    python3 -m common.mlperf_log --end-aborted LOG
 """
 from __future__ import annotations
 
@@ -98,10 +103,38 @@ class MLPerfLogger:
         self._handlers.clear()
 
 
+def end_aborted(log: Path) -> bool:
+    """Append `run_stop` with status `aborted` to `log` when it has `run_start` and no `run_stop`; whether it
+    did. Its time is when the launcher saw the training end, a little after the process died."""
+    keys = set()
+    for line in Path(log).read_text(errors="replace").splitlines():
+        index = line.find(":::MLLOG ")
+        if index >= 0:
+            try:
+                keys.add(json.loads(line[index + len(":::MLLOG "):]).get("key"))
+            except json.JSONDecodeError:
+                continue  # a line the dying process cut short
+    if constants.RUN_START not in keys or constants.RUN_STOP in keys:
+        return False
+    with open(log, "a") as f:  # a line cut short by the dying process must not swallow ours
+        f.write("\n")
+    logger = MLPerfLogger(filename=log)
+    logger.end(constants.RUN_STOP, metadata={constants.STATUS: constants.ABORTED,
+                                             "reason": "the training process ended without logging run_stop"})
+    logger.close()
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--end-aborted":
+        if not Path(argv[1]).is_file():
+            print(f"common.mlperf_log: {argv[1]}: no such log", file=sys.stderr)
+            return 2
+        end_aborted(Path(argv[1]))
+        return 0
     if len(argv) != 2:
-        print("usage: python3 -m common.mlperf_log KEY JSON_VALUE", file=sys.stderr)
+        print("usage: python3 -m common.mlperf_log KEY JSON_VALUE | --end-aborted LOG", file=sys.stderr)
         return 2
     key, raw = argv
     try:

@@ -95,7 +95,8 @@ class Session:
     def __enter__(self) -> "Session":
         self.run.__enter__()
         try:
-            self.device, self.seed = dist.start(self.denv, self.runtime.device, self.args.seed)
+            self.device, self.seed = dist.start(self.denv, self.runtime.device, self.args.seed,
+                                                self.runtime.dist_timeout_s)
         except BaseException as e:
             self.run.__exit__(type(e), e, e.__traceback__)
             raise

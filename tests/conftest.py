@@ -234,3 +234,12 @@ def gloo_ranks(target, world: int, store: Path, *args, timeout: int = 120) -> di
     for p in procs:
         p.join(timeout=60)
     return results
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """RELIABILITY_DOC=<path>: write the fault table the fault tests filled (tests/faults.py)."""
+    doc = os.environ.get("RELIABILITY_DOC")
+    if doc:
+        from tests.faults import ROWS, write_table
+        if ROWS:
+            write_table(Path(doc))

@@ -1,6 +1,7 @@
 """End-to-end CPU runs of the real ResNet-50 through run_and_time.sh (minutes)."""
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -9,6 +10,7 @@ from compliance.check import read_events as mllog_events
 from compliance.check import run_checker, summarize
 from resnet50 import train
 from tests.conftest import REPO, RESNET_CPU_CONFIG, config_env, run_bash, sigterm_when_seen
+from tests.faults import record
 
 pytestmark = pytest.mark.slow
 
@@ -83,11 +85,14 @@ def test_missing_config_variable_is_named_with_the_file(tmp_path, synthetic_imag
 def test_an_unwritable_logdir_fails_before_any_training_naming_it(tmp_path, synthetic_imagenet):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
+    start = time.monotonic()
     proc = run_bash("cd resnet50 && ../common/run_local.sh",
                     env={"DATADIR": str(synthetic_imagenet), "LOGDIR": str(blocker / "logs"), "NEXP": "2"})
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"LOGDIR={blocker}/logs: not a writable directory" in proc.stderr
     assert "Beginning trial" not in proc.stdout
+    record("LOGDIR not writable", "resnet50", "torchrun (run_local.sh)", time.monotonic() - start, None,
+           "`LOGDIR=<path>: not a writable directory; ...`, exit 2, before any training")
 
 
 def test_an_unwritable_log_file_is_named(tmp_path, synthetic_imagenet):
