@@ -48,6 +48,18 @@ class RunSummary:
     from_this_code: bool = False  # logged by this project's harness
     logs_data_synthetic: bool = False
     preflight: bool = False  # written by compliance.preflight: simulated, nothing was trained
+    malformed_lines: tuple = ()  # numbers of MLLOG lines whose JSON does not parse
+    run_started: bool = False
+
+    def integrity_error(self) -> str | None:
+        """Why the log is not whole: an MLLOG line cut or edited, or a run that started and has no run_stop."""
+        if self.malformed_lines:
+            lines = ", ".join(map(str, self.malformed_lines[:5])) + (" ..." if len(self.malformed_lines) > 5 else "")
+            return f"MLLOG line(s) {lines} are not valid JSON: the log was cut short or edited"
+        if self.run_started and self.status is None:
+            return ("run_start without run_stop: the log was cut short (a run that dies is closed with run_stop "
+                    "aborted by its launcher, common/experiments.sh)")
+        return None
 
     def provenance_error(self) -> str | None:
         """Why the log breaks DATA_SYNTHETIC_LOGGED, or None."""
@@ -65,16 +77,21 @@ def rules_file(name: str) -> Path:
     return Path(mlperf_logging.__path__[0]) / "compliance_checker" / f"{USAGE}_{RULESET}" / name
 
 
-def _log_lines(path: Path):
-    """(line, the event it carries or None) for every line of a log."""
-    for line in Path(path).read_text(errors="replace").splitlines():
+class Malformed(dict):
+    """Stands for an `:::MLLOG` line whose JSON does not parse (cut short, edited); `line` is its number."""
+
+
+def _log_lines(path: Path, malformed: bool = False):
+    """(line, the event it carries or None) for every line of a log; with `malformed`, a `Malformed` event
+    for an MLLOG line that does not parse."""
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
         index = line.find(MLLOG_PREFIX)
         event = None
         if index >= 0:
             try:
                 event = json.loads(line[index + len(MLLOG_PREFIX):])
             except json.JSONDecodeError:
-                pass  # the checker reports malformed lines itself
+                event = Malformed(line=number) if malformed else None
         yield line, event
 
 
@@ -87,7 +104,13 @@ def summarize(path: Path) -> RunSummary:
     times: dict = {}
     status = None
     from_this_code = False
-    for event in read_events(path):
+    malformed = []
+    for _, event in _log_lines(path, malformed=True):
+        if isinstance(event, Malformed):
+            malformed.append(event["line"])
+            continue
+        if event is None:
+            continue
         key = event.get("key")
         values.setdefault(key, event.get("value"))
         from_this_code |= (event.get("metadata") or {}).get("file") == PRODUCER_FILE
@@ -101,7 +124,8 @@ def summarize(path: Path) -> RunSummary:
                       synthetic=bool(values.get("data_synthetic", False)), seed=values.get("seed"),
                       org=values.get("submission_org"), from_this_code=from_this_code,
                       logs_data_synthetic="data_synthetic" in values,
-                      preflight=bool(values.get("preflight", False)))
+                      preflight=bool(values.get("preflight", False)), malformed_lines=tuple(malformed),
+                      run_started="run_start" in values)
 
 
 def run_checker(path: Path) -> tuple[bool, str]:
@@ -146,7 +170,7 @@ def check_log(path: Path) -> tuple[bool, str, str, RunSummary]:
     official checker, DATA_SYNTHETIC_LOGGED, then the synthetic waivers."""
     passed, output = run_checker(path)
     run = summarize(path)
-    provenance = run.provenance_error()
+    provenance = run.provenance_error() or run.integrity_error()
     if provenance:
         output += f"\nERROR - {provenance}"
         passed = False

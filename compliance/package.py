@@ -92,8 +92,9 @@ def validate_logs(logs: list[Path], spec: BenchmarkSpec, org: str, dry_run: bool
     seeds = {}
     for log in logs:
         run = summarize(log)
-        if run.provenance_error():
-            raise PackageError(f"{log}: {run.provenance_error()}")
+        problem = run.provenance_error() or run.integrity_error()
+        if problem:
+            raise PackageError(f"{log}: {problem}")
         if run.benchmark != spec.mlperf_name:
             raise PackageError(f"{log}: submission_benchmark is {run.benchmark!r}, expected {spec.mlperf_name!r}")
         if run.org != org:

@@ -120,3 +120,62 @@ def test_all_groups_the_logs_by_the_benchmark_they_logged(five_logs, tmp_path):
                            "host", "--dry-run", "--out", str(tmp_path / "o"), str(tmp_path / "missing.log")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "no such log file" in proc.stderr and "missing.log" in proc.stderr
+
+
+def cut(log, out, keep: float):
+    """`log` cut short at `keep` of its bytes (mid-line), as a run or a copy that died would leave it."""
+    text = log.read_text()
+    out.write_text(text[:int(len(text) * keep)])
+    return out
+
+
+def corrupt_one_line(log, out):
+    lines = log.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if '"key": "eval_accuracy"' in line)
+    lines[i] = lines[i][:lines[i].index('"value"')] + '"value": 0.7'  # the JSON ends mid-object
+    out.write_text("\n".join(lines) + "\n")
+    return out, i + 1
+
+
+def relabel(log, out, benchmark: str):
+    out.write_text(log.read_text().replace('"value": "resnet"', f'"value": "{benchmark}"'))
+    return out
+
+
+@pytest.mark.parametrize("case", ["truncated", "corrupted json", "same seed", "two benchmarks", "existing tree"])
+def test_bad_logs_and_an_existing_tree_are_refused_by_name_and_nothing_is_overwritten(case, five_logs, tmp_path):
+    import time
+
+    from compliance.check import main as check_main
+    from tests.faults import record
+
+    logs, out = list(five_logs), tmp_path / "out"
+    if case == "truncated":
+        logs[2] = cut(logs[2], tmp_path / "cut.log", 0.6)
+        expected = [f"{logs[2]}: "]
+    elif case == "corrupted json":
+        logs[2], line = corrupt_one_line(logs[2], tmp_path / "corrupt.log")
+        expected = [f"{logs[2]}: MLLOG line(s) {line} are not valid JSON"]
+    elif case == "same seed":
+        logs[3] = tmp_path / "again.log"
+        logs[3].write_text(five_logs[1].read_text())
+        expected = [f"{logs[3]}: seed ", f"already used by {five_logs[1]}"]
+    elif case == "two benchmarks":
+        logs[1] = relabel(logs[1], tmp_path / "bert.log", "bert")
+        expected = [f"{logs[1]}: submission_benchmark is 'bert', expected 'resnet'"]
+    else:
+        assert package(five_logs, out, "--system", "host", "--dry-run").returncode == 0
+        expected = [f"{out}/mlperf-h100 already exists; choose another --out"]
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")} if out.exists() else {}
+    start = time.monotonic()
+    proc = package(logs, out, "--system", "host", "--dry-run")
+    seconds = time.monotonic() - start
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for text in expected:
+        assert text in proc.stderr, proc.stderr
+    assert before == ({p: p.stat().st_mtime_ns for p in out.rglob("*")} if out.exists() else {})  # untouched
+    if case in ("truncated", "corrupted json"):
+        assert check_main([str(logs[2])]) == 1  # compliance.check fails it too, saying why
+    record(f"compliance.package: {case}", "resnet50", "compliance.package", seconds, None,
+           "`compliance.package: " + proc.stderr.strip().split("compliance.package: ", 1)[1][:110].replace("|", "/")
+           + "`, exit 2")

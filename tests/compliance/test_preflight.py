@@ -48,13 +48,13 @@ def test_a_global_batch_above_every_rcp_is_reported_and_fails(tmp_path, capsys):
     assert "preflight: FAILED" in out
 
 
-def test_a_config_that_cannot_load_names_the_variable(tmp_path, capsys):
+def test_a_config_that_cannot_load_names_the_variable(tmp_path, capfd):
     folder = tmp_path / "resnet50"
     folder.mkdir()
     config = folder / "config_DGXH100_1x8x9x1.sh"
     config.write_text(f"source {RESNET_8}\nexport BATCHSIZE=nine\n")
     assert preflight.main([str(config)]) == 2
-    assert "BATCHSIZE='nine' is not an integer" in capsys.readouterr().err
+    assert "BATCHSIZE='nine' is not an integer" in capfd.readouterr().err  # fd level: whatever sys.stderr is now
 
 
 def rewrite(log: Path, out: Path, change) -> Path:
