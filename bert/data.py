@@ -11,8 +11,14 @@ Packed files (`packed_data/part_XXXXX`, no extension), 1-3 sequences per row:
     packed_masked_lm_len vlen int16, next_sentence_labels vlen int8 (one per sequence)
 
 Both read into `Rows` (a packed row of one sequence is an unpacked row). A shard
-that cannot be read, lacks a key, has a wrong dtype or inconsistent lengths
-fails with `DataError` naming the file and the dataset key.
+that cannot be read, lacks a key, has a wrong dtype or shape, inconsistent
+lengths, or ids outside the vocabulary (segment and next-sentence labels
+outside 0/1) fails with `DataError` naming the file and the dataset key. The
+shards a rank will read are checked when its loader is built, before
+`run_start`, from their HDF5 headers alone (`check_shard`: HDF5 refuses a
+truncated file when it opens it; keys, dtypes, shapes and row counts are
+metadata); their values (lengths, id ranges) are checked as each shard is
+read, mid-run. The eval file is read, and so checked whole, before `run_start`.
 
 `bert.packing` packs variable-length shards; `bert.synthetic` writes a
 synthetic corpus and phase-1 checkpoint in these layouts.
@@ -30,6 +36,7 @@ import torch
 EVAL_FILE = "eval_varlength/part_eval_10k.hdf5"
 PACKED_DIR = "packed_data"
 VARLENGTH_DIR = "varlength"
+SHARD_PREFIX = "part_"  # NVIDIA's shard names: part_XXXXX_of_04320.hdf5, packed_data/part_XXXXX
 PHASE1_DIR = "phase1"
 
 # key -> (numpy dtype, variable length?)
@@ -73,18 +80,57 @@ class Rows:
         return sum(len(s) for s in self.seq_lens)
 
 
-def _read_key(f: h5py.File, path: Path, key: str, dtype, vlen: bool) -> np.ndarray:
+def _open(path: Path) -> h5py.File:
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, expected an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        found = f"{path.stat().st_size} bytes" if path.is_file() else "no file"
+        raise DataError(f"{path}: not a readable HDF5 file ({e}); found {found}, expected a complete HDF5 file "
+                        f"(truncated, corrupt or missing)") from e
+
+
+def _layout(f: h5py.File) -> dict:
+    return PACKED_LAYOUT if "packed_input_len" in f else VARLENGTH_LAYOUT
+
+
+def _describe(ds: h5py.Dataset) -> str:
+    stored = h5py.check_vlen_dtype(ds.dtype)
+    return f"{ds.ndim}-D {'variable-length ' if stored is not None else ''}{stored or ds.dtype} of shape {ds.shape}"
+
+
+def _check_key(f: h5py.File, path: Path, key: str, dtype, vlen: bool) -> h5py.Dataset:
+    """The dataset `key`, its dtype and shape checked (metadata: nothing is read)."""
     if key not in f:
-        raise DataError(f"{path}: dataset '{key}' is missing")
+        raise DataError(f"{path}: dataset '{key}' is missing (the file holds {sorted(f.keys())})")
     ds = f[key]
     stored = h5py.check_vlen_dtype(ds.dtype)
-    if not vlen and stored is not None:
-        raise DataError(f"{path}: dataset '{key}' must be fixed-length {np.dtype(dtype)}, found vlen {stored}")
-    if vlen and stored is None:
-        raise DataError(f"{path}: dataset '{key}' must be variable-length {np.dtype(dtype)}, found {ds.dtype}")
-    if (stored or ds.dtype) != np.dtype(dtype) or ds.ndim != 1:
-        raise DataError(f"{path}: dataset '{key}' must be 1-D {'vlen ' if vlen else ''}{np.dtype(dtype)}, "
-                        f"found {ds.ndim}-D {stored or ds.dtype}")
+    if (stored is not None) != vlen or (stored or ds.dtype) != np.dtype(dtype) or ds.ndim != 1:
+        raise DataError(f"{path}: dataset '{key}' holds {_describe(ds)}, expected 1-D "
+                        f"{'variable-length ' if vlen else ''}{np.dtype(dtype)} (one entry per row)")
+    return ds
+
+
+def _check_row_counts(path: Path, counts: dict[str, int]) -> None:
+    n = counts["input_ids"]
+    for key, count in counts.items():
+        if count != n:
+            raise DataError(f"{path}: dataset '{key}' has {count} rows, expected as many as 'input_ids' ({n})")
+
+
+def check_shard(path: Path) -> int:
+    """Check a packed or variable-length shard from its HDF5 header alone (readable and not truncated, every key
+    of its layout with the right dtype and shape, as many rows in each); returns its rows."""
+    path = Path(path)
+    with _open(path) as f:
+        counts = {key: _check_key(f, path, key, *spec).shape[0] for key, spec in _layout(f).items()}
+    _check_row_counts(path, counts)
+    return counts["input_ids"]
+
+
+def _read_key(f: h5py.File, path: Path, key: str, dtype, vlen: bool) -> np.ndarray:
+    ds = _check_key(f, path, key, dtype, vlen)
     try:
         return ds[:]
     except OSError as e:
@@ -95,21 +141,15 @@ def _lengths(values) -> np.ndarray:
     return np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
 
 
-def read_shard(path: Path, max_seq_len: int, max_predictions: int) -> Rows:
-    """Read a packed or variable-length shard (told apart by `packed_input_len`) and check it."""
+def read_shard(path: Path, max_seq_len: int, max_predictions: int, vocab_size: int | None = None) -> Rows:
+    """Read a packed or variable-length shard (told apart by `packed_input_len`) and check it; token ids are
+    checked against `vocab_size` when given (otherwise only that they are not negative)."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise DataError(f"{path}: not a readable HDF5 file ({e}); truncated, corrupt or missing") from e
-    with f:
-        packed = "packed_input_len" in f
-        layout = PACKED_LAYOUT if packed else VARLENGTH_LAYOUT
+    with _open(path) as f:
+        layout = _layout(f)
+        packed = layout is PACKED_LAYOUT
         data = {key: _read_key(f, path, key, *spec) for key, spec in layout.items()}
-    n = len(data["input_ids"])
-    for key, values in data.items():
-        if len(values) != n:
-            raise DataError(f"{path}: dataset '{key}' has {len(values)} rows, 'input_ids' has {n}")
+    _check_row_counts(path, {key: len(values) for key, values in data.items()})
     if packed:
         seq_lens = [v.astype(np.int64) for v in data["packed_input_len"]]
         masked_lens = [v.astype(np.int64) for v in data["packed_masked_lm_len"]]
@@ -120,11 +160,24 @@ def read_shard(path: Path, max_seq_len: int, max_predictions: int) -> Rows:
         nsp = [np.array([v], dtype=np.int8) for v in data["next_sentence_labels"]]
     rows = Rows(list(data["input_ids"]), list(data["segment_ids"]), list(data["masked_lm_positions"]),
                 list(data["masked_lm_ids"]), seq_lens, masked_lens, nsp)
-    _check_rows(path, rows, max_seq_len, max_predictions, packed)
+    _check_rows(path, rows, max_seq_len, max_predictions, packed, vocab_size)
     return rows
 
 
-def _check_rows(path: Path, rows: Rows, max_seq_len: int, max_predictions: int, packed: bool) -> None:
+def _first_outside(values: list, limit: int | None) -> tuple[int, int] | None:
+    """(row, value) of the first value outside 0..limit-1 (only negative ones when `limit` is None)."""
+    if not values:
+        return None
+    flat = np.concatenate([np.asarray(v).reshape(-1) for v in values])
+    bad = (flat < 0) if limit is None else (flat < 0) | (flat >= limit)
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad))
+    return int(np.searchsorted(np.cumsum(_lengths(values)), first, side="right")), int(flat[first])
+
+
+def _check_rows(path: Path, rows: Rows, max_seq_len: int, max_predictions: int, packed: bool,
+                vocab_size: int | None = None) -> None:
     tokens = _lengths(rows.input_ids)
     checks = [
         ("segment_ids", _lengths(rows.segment_ids), tokens, "as many entries as input_ids"),
@@ -161,6 +214,16 @@ def _check_rows(path: Path, rows: Rows, max_seq_len: int, max_predictions: int, 
     for i, (pos, n) in enumerate(zip(rows.masked_positions, tokens)):
         if pos.size and (pos.min() < 0 or pos.max() >= n):
             raise DataError(f"{path}: dataset 'masked_lm_positions' row {i} points outside its {n} tokens")
+    vocabulary = "a non-negative token id" if vocab_size is None else f"0..{vocab_size - 1}, the model's vocabulary"
+    for key, values, limit, expected in [
+        ("input_ids", rows.input_ids, vocab_size, vocabulary),
+        ("masked_lm_ids", rows.masked_ids, vocab_size, vocabulary),
+        ("segment_ids", rows.segment_ids, 2, "0 or 1 (segment A or B)"),
+        ("next_sentence_labels", rows.nsp_labels, 2, "0 or 1 (is-next or random)"),
+    ]:
+        outside = _first_outside(values, limit)
+        if outside:
+            raise DataError(f"{path}: dataset '{key}' row {outside[0]} holds {outside[1]}, expected {expected}")
 
 
 def row_predictions(max_predictions: int) -> int:
@@ -197,11 +260,22 @@ def list_shards(directory: Path) -> list[Path]:
     """Training shards: every regular file in the directory (packed shards have no extension)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"training data directory {directory} does not exist")
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+        raise DataError(f"training data directory {directory} does not exist; expected a directory of HDF5 shards")
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    broken = [p for p in entries if p.name.startswith(SHARD_PREFIX) and not p.is_file()]
+    if broken:
+        raise DataError(f"{broken[0]}: not a regular file (a directory or a broken link), expected an HDF5 shard")
+    files = [p for p in entries if p.is_file()]
     if not files:
         raise DataError(f"training data directory {directory} holds no shards")
     return files
+
+
+def rank_files(files: list[Path], rank: int, world_size: int, num_workers: int) -> list[Path]:
+    """The files rank `rank` reads, through its `num_workers` DataLoader workers (0: in-process)."""
+    workers = max(num_workers, 1)
+    return sorted({unit[0] for worker in range(workers)
+                   for unit in _units(files, world_size * workers, rank * workers + worker)})
 
 
 def _units(files: list[Path], consumers: int, index: int) -> list[tuple[Path, int, int]]:
@@ -218,10 +292,11 @@ class TrainStream(torch.utils.data.IterableDataset):
     disjoint rows of every shard when there are fewer shards than readers."""
 
     def __init__(self, files: list[Path], *, batch_size: int, seq_len: int, max_predictions: int,
-                 rank: int, world_size: int, seed: int):
+                 rank: int, world_size: int, seed: int, vocab_size: int | None = None):
         super().__init__()
         self.files, self.batch_size, self.seq_len = files, batch_size, seq_len
         self.max_predictions, self.rank, self.world_size, self.seed = max_predictions, rank, world_size, seed
+        self.vocab_size = vocab_size
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
@@ -233,7 +308,7 @@ class TrainStream(torch.utils.data.IterableDataset):
             rng = np.random.default_rng([self.seed, epoch, reader])
             for u in rng.permutation(len(units)):
                 path, first, stride = units[u]
-                rows = read_shard(path, self.seq_len, self.max_predictions)
+                rows = read_shard(path, self.seq_len, self.max_predictions, self.vocab_size)
                 rows = rows.select(range(first, len(rows), stride))
                 rows = rows.select(rng.permutation(len(rows)))
                 if pending is not None:
@@ -246,25 +321,30 @@ class TrainStream(torch.utils.data.IterableDataset):
 
 
 def build_train_loader(files: list[Path], *, batch_size: int, seq_len: int, max_predictions: int, rank: int,
-                       world_size: int, seed: int, num_workers: int, pin_memory: bool):
+                       world_size: int, seed: int, num_workers: int, pin_memory: bool, vocab_size: int | None = None):
+    """The rank's stream of batches; the shards it will read are checked first (`check_shard`: headers only)."""
+    for path in rank_files(files, rank, world_size, num_workers):
+        check_shard(path)
     stream = TrainStream(files, batch_size=batch_size, seq_len=seq_len, max_predictions=max_predictions,
-                         rank=rank, world_size=world_size, seed=seed)
+                         rank=rank, world_size=world_size, seed=seed, vocab_size=vocab_size)
     return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                                        persistent_workers=num_workers > 0)
 
 
 def load_eval_batches(path: Path, *, batch_size: int, seq_len: int, max_predictions: int, rank: int,
-                      world_size: int) -> tuple[list[dict[str, torch.Tensor]], int]:
+                      world_size: int, vocab_size: int | None = None) -> tuple[list[dict[str, torch.Tensor]], int]:
     """This rank's share of the eval file (rows rank::world), collated once and kept in memory.
 
     Returns the batches and the total number of eval samples across ranks.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"eval file {path} does not exist")
-    rows = read_shard(path, seq_len, max_predictions)
-    if any(len(s) != 1 for s in rows.seq_lens):
-        raise DataError(f"{path}: dataset 'input_ids' must hold one sequence per row in the eval file")
+    if not path.exists():
+        raise DataError(f"eval file {path} does not exist; expected the variable-length eval HDF5 file")
+    rows = read_shard(path, seq_len, max_predictions, vocab_size)
+    per_row = _lengths(rows.seq_lens)
+    if per_row.size and per_row.max() != 1:
+        raise DataError(f"{path}: dataset 'input_ids' holds rows of up to {per_row.max()} sequences (a packed "
+                        f"file?), expected one sequence per row in the eval file")
     mine = rows.select(range(rank, len(rows), world_size))
     batches = [collate(mine.select(range(i, min(i + batch_size, len(mine)))), seq_len, max_predictions)
                for i in range(0, len(mine), batch_size)]

@@ -163,10 +163,11 @@ def main(argv=None) -> int:
         train_loader = data.build_train_loader(
             data.list_shards(train_dir), batch_size=cfg.batch_size, seq_len=arch.max_positions,
             max_predictions=max_predictions, rank=s.rank, world_size=s.world_size, seed=s.seed,
-            num_workers=s.runtime.num_workers, pin_memory=s.device.type == "cuda")
+            num_workers=s.runtime.num_workers, pin_memory=s.device.type == "cuda", vocab_size=arch.vocab_size)
         eval_batches, eval_samples = data.load_eval_batches(
             args.eval_file or args.data_dir / data.EVAL_FILE, batch_size=cfg.eval_batch_size,
-            seq_len=arch.max_positions, max_predictions=max_predictions, rank=s.rank, world_size=s.world_size)
+            seq_len=arch.max_positions, max_predictions=max_predictions, rank=s.rank, world_size=s.world_size,
+            vocab_size=arch.vocab_size)
         eval_batches = [data.to_device(b, s.device) for b in eval_batches]  # kept on the device, as NVIDIA does
         model = BertForPreTraining(arch)
         load_checkpoint(model, checkpoint)

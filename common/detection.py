@@ -4,8 +4,11 @@
 - `load_backbone`: ImageNet weights in torchvision's state-dict layout into a
   detector's ResNet body, every key and shape checked (`BackboneError`);
   `find_backbone` picks the one `<DATADIR>/backbone/*.pth`.
-- `load_rgb`: an image decoded by content and converted to RGB, its size
-  checked against the annotation file (`DataError` names the file).
+- `read_json`, `image_entry`, `bbox_of`, `check_image_dir`: an annotation
+  file's json, its image entries, boxes and image folder, checked before a run
+  starts (`DataError` names the file and what it should hold).
+- `load_rgb`: an image decoded by content and converted to RGB, its pixels and
+  size checked against the annotation file (`DataError` names the file).
 - `image_tensor`, `flip_boxes`: an image as a [3, H, W] uint8 tensor, boxes
   mirrored with it.
 - `loaders`, `FlipSampler`, `collate`, `to_device`: the training loader over a
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -35,6 +40,9 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 BACKBONE_DIR = "backbone"  # <root>/backbone/<name>.pth: the ImageNet-pretrained backbone a run starts from
+# PIL modes of 8-bit (or bilevel) pixels, which convert to RGB as they are; 16-bit ("I;16", "I") and float ("F")
+# images would be clipped to 0..255 without a word
+IMAGE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 
 
 class Float32Anchors(AnchorGenerator):
@@ -91,17 +99,24 @@ def load_backbone(body: nn.Module, path: Path) -> None:
     """ImageNet weights in torchvision's layout (e.g. `resnet50-0676ba61.pth`) into a detector's ResNet `body`.
 
     The classifier (`fc.*`) is not part of the detector; any other missing,
-    unexpected or mis-shaped tensor is an error naming the file and the key.
+    unexpected, mis-shaped or integer tensor is an error naming the file and
+    the key, as is an empty, cut or non-torch file.
     """
     path = Path(path)
-    if not path.is_file():
+    expected = "expected torch.save of a torchvision ResNet's state_dict (the backbone's ImageNet weights)"
+    if not path.exists():
         raise BackboneError(f"backbone checkpoint {path} does not exist")
+    if not path.is_file():
+        raise BackboneError(f"{path}: {'a directory' if path.is_dir() else 'not a regular file'}, not a file; "
+                            f"{expected}")
+    if path.stat().st_size == 0:
+        raise BackboneError(f"{path}: empty (0 bytes); {expected}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or non-torch file
-        raise BackboneError(f"{path}: not a readable state dict ({e})") from e
+        raise BackboneError(f"{path}: not a readable state dict ({e}); {expected}") from e
     if not isinstance(state, dict):
-        raise BackboneError(f"{path}: holds a {type(state).__name__}, not a state dict")
+        raise BackboneError(f"{path}: holds a {type(state).__name__}, not a state dict; {expected}")
     want = body.state_dict()
     have = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
     missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
@@ -111,9 +126,14 @@ def load_backbone(body: nn.Module, path: Path) -> None:
     if unexpected:
         raise BackboneError(f"{path}: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected)")
     for key, tensor in want.items():
+        if not torch.is_tensor(have[key]):
+            raise BackboneError(f"{path}: {key!r} holds a {type(have[key]).__name__}, expected a tensor")
         if tuple(have[key].shape) != tuple(tensor.shape):
             raise BackboneError(f"{path}: {key!r} has shape {tuple(have[key].shape)}, the backbone's is "
                                 f"{tuple(tensor.shape)}")
+        if tensor.is_floating_point() and not have[key].is_floating_point():  # fp16/bf16 weights convert
+            raise BackboneError(f"{path}: {key!r} holds {have[key].dtype} values, expected floating point "
+                                f"({tensor.dtype})")
     with torch.no_grad():
         for key, tensor in want.items():
             tensor.copy_(have[key])
@@ -131,17 +151,94 @@ def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def load_rgb(path: Path, image_id, width: int, height: int, annotation_ids: Sequence = ()) -> Image.Image:
-    """The image at `path` as RGB (grayscale, CMYK and a PNG named .jpg all load), checked to be width x height."""
+    """The image at `path` as RGB (grayscale, CMYK and a PNG named .jpg all load), checked to be width x height.
+
+    A missing, empty, cut or undecodable file, a directory in its place, or
+    16-bit or float pixels are a `DataError` naming the file and the image the
+    annotations expect there; images are opened lazily, during the run.
+    """
+    expected = f"expected a JPEG or PNG of {width}x{height} 8-bit pixels"
     try:
         with Image.open(path) as image:
+            if image.mode not in IMAGE_MODES:
+                raise DataError(f"{path}: holds {image.mode} pixels (image {image_id}), {expected}")
             rgb = image.convert("RGB")
     except FileNotFoundError:
-        raise DataError(f"{path}: missing (image {image_id}, annotations {list(annotation_ids)})") from None
+        raise DataError(f"{path}: missing (image {image_id}, annotations {list(annotation_ids)}); {expected}") \
+            from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a directory, not a file (image {image_id}); {expected}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{path}: cannot decode image {image_id} ({e})") from None
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise DataError(f"{path}: empty (0 bytes) (image {image_id}); {expected}") from None
+        raise DataError(f"{path}: cannot decode image {image_id} ({e}); {expected}") from None
     if rgb.size != (width, height):
         raise DataError(f"{path}: is {rgb.size[0]}x{rgb.size[1]}, the annotations say {width}x{height}")
     return rgb
+
+
+def read_json(path: Path, expected: str) -> dict:
+    """The json object in the annotation file `path`; `expected` says what it should be, for the `DataError` of a
+    missing, unreadable, empty, cut or corrupt file or a directory in its place."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, not a file; expected {expected}")
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; expected {expected}") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e}); expected {expected}") from None
+    if not text:
+        raise DataError(f"{path}: empty (0 bytes); expected {expected}")
+    try:
+        content = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not readable json ({e}); truncated or corrupt, expected {expected}") from e
+    if not isinstance(content, dict):
+        raise DataError(f"{path}: holds a json {type(content).__name__}, expected {expected}")
+    return content
+
+
+def image_entry(path: Path, image) -> tuple[str, int, int]:
+    """(file_name, height, width) of one entry of the annotation file's `images`, or a `DataError` naming it."""
+    fields = ("id", "file_name", "height", "width")
+    image_id = image.get("id") if isinstance(image, dict) else None
+    if not isinstance(image, dict) or not set(fields) <= set(image):
+        lacking = [f for f in fields if f not in image] if isinstance(image, dict) else list(fields)
+        raise DataError(f"{path}: image {image_id!r} lacks id/file_name/height/width (no {', '.join(lacking)})")
+    if not isinstance(image["file_name"], str) or not image["file_name"]:
+        raise DataError(f"{path}: image {image_id!r} has file_name {image['file_name']!r}, expected a file name")
+    for side in ("height", "width"):
+        value = image[side]
+        whole = not isinstance(value, bool) and (isinstance(value, int)
+                                                 or isinstance(value, float) and value.is_integer())
+        if not whole or value <= 0:
+            raise DataError(f"{path}: image {image_id!r} has {side} {value!r}, expected a positive integer (pixels)")
+    return image["file_name"], int(image["height"]), int(image["width"])
+
+
+def bbox_of(path: Path, ann: dict) -> tuple[float, float, float, float]:
+    """The [x, y, w, h] of an annotation as 4 finite floats, or a `DataError` naming the file and the annotation."""
+    bbox = ann.get("bbox")
+    try:
+        if not isinstance(bbox, (list, tuple)):
+            raise TypeError(bbox)
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: annotation {ann.get('id')} has bbox {bbox!r}, expected [x, y, w, h] "
+                        f"(4 numbers)") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise DataError(f"{path}: annotation {ann.get('id')} has bbox {bbox!r}, expected 4 finite numbers")
+    return x, y, w, h
+
+
+def check_image_dir(folder: Path, labels_json: Path, images: int) -> None:
+    """The folder the annotation file's images are in exists (each image is opened during the run)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        state = "not a directory" if folder.exists() else "missing"
+        raise DataError(f"{folder}: {state}; expected the folder of the {images} images {labels_json} lists")
 
 
 class Records(Dataset):

@@ -13,7 +13,9 @@ Training = days 0-22 in order; validation = the first 89,137,319 rows of day 23
 whole: `.npy` files and the uncompressed members of the `.npz` are memory-mapped,
 and batches are copied out of the maps as they are needed. A file with a wrong
 dtype or shape, a truncated or compressed `.npz`, or an id outside its table
-fails with `DataError` naming the file and the feature.
+fails with `DataError` naming the file and the feature; so do a missing file (or a directory where a file
+should be), an empty binary file, one whose record count is not the synthetic marker's, and a label other than
+0/1 (ids and labels are checked as each batch is read: a run stops there, aborted).
 
 `dlrm_dcnv2.synthetic` writes a small dataset in the numpy layout (`write_day`).
 """
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 from torchrec import KeyedJaggedTensor
 
+from common import synthetic
 from dlrm_dcnv2.config import RULES
 from dlrm_dcnv2.model import ModelShape, feature_names
 
@@ -40,6 +43,17 @@ TRAIN_BINARY, EVAL_BINARY = "train_data.bin", "val_data.bin"
 
 class DataError(ValueError):
     """A data file is missing, unreadable or not in the expected layout."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A data file is not there (or is a directory)."""
+
+
+def _require_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise MissingDataError(f"{path}: missing (a directory is in its place); expected {what}")
+    if not path.is_file():
+        raise MissingDataError(f"{path}: missing; expected {what}")
 
 
 @dataclass
@@ -80,19 +94,25 @@ def check_ids(rows: Rows, table_rows: Sequence[int], where: str, first_row: int)
                             f"{first_row + bad[0]}, outside its table of {rows_j} rows")
 
 
+def check_labels(labels: np.ndarray, where: str, first_row: int) -> None:
+    """A label is a click (1) or not (0)."""
+    if labels.size and (labels.min() < 0 or labels.max() > 1):
+        bad = int(np.flatnonzero((labels < 0) | (labels > 1))[0])
+        raise DataError(f"{where}: label {labels[bad]} at row {first_row + bad}, expected 0 or 1 (a click)")
+
+
 class Part(Protocol):
-    """Rows [0, len) of one file set; `read` checks ids against the tables."""
+    """Rows [0, len) of one file set; `read` checks ids against the tables, and the labels."""
 
     def __len__(self) -> int: ...
     def read(self, start: int, stop: int) -> Rows: ...
 
 
 def _load_npy(path: Path, dtype, ndim_shapes: Sequence[tuple]) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"{path}: missing")
+    _require_file(path, f"a .npy file of {np.dtype(dtype)} {' or '.join(str(s) for s in ndim_shapes)}")
     try:
         array = np.load(path, mmap_mode="r")
-    except ValueError as e:
+    except (ValueError, EOFError) as e:
         raise DataError(f"{path}: not a readable .npy file ({e}); truncated or corrupt") from e
     if array.dtype != np.dtype(dtype) or not any(_shape_matches(array.shape, s) for s in ndim_shapes):
         raise DataError(f"{path}: expected {np.dtype(dtype)} of shape "
@@ -106,8 +126,7 @@ def _shape_matches(shape: tuple, pattern: tuple) -> bool:
 
 def _npz_member_maps(path: Path, hotness: Sequence[int], rows: int) -> list[np.ndarray]:
     """Memory-map each member "0".."25" of an uncompressed `np.savez` file in place."""
-    if not path.is_file():
-        raise DataError(f"{path}: missing")
+    _require_file(path, f"an uncompressed np.savez of {len(hotness)} int32 members")
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
@@ -166,6 +185,7 @@ class NumpyDay:
         rows = Rows(np.array(self.labels[start:stop]), np.array(self.dense[start:stop]),
                     [np.array(s[start:stop]) for s in self.sparse])
         check_ids(rows, self.table_rows, str(self.sparse_path), start)
+        check_labels(rows.labels, str(self.labels_path), start)
         return rows
 
 
@@ -177,16 +197,22 @@ def record_dtype(hotness: Sequence[int]) -> np.dtype:
 class BinaryFile:
     """NVIDIA's `train_data.bin` / `val_data.bin`."""
 
-    def __init__(self, path: Path, shape: ModelShape):
+    def __init__(self, path: Path, shape: ModelShape, rows: int | None = None):
+        """`rows`: the records the file must hold, where known (a headerless file cut at a record boundary
+        cannot be told from a shorter one otherwise)."""
         self.path, self.table_rows, self.hotness = Path(path), shape.table_rows, shape.hotness
         self.dtype = record_dtype(shape.hotness)
-        if not self.path.is_file():
-            raise DataError(f"{self.path}: missing")
+        _require_file(self.path, f"{self.dtype.itemsize}-byte records in NVIDIA's binary layout")
         size = self.path.stat().st_size
+        if size == 0:
+            raise DataError(f"{self.path}: 0 bytes, expected {self.dtype.itemsize}-byte records; empty")
         if size % self.dtype.itemsize:
             raise DataError(f"{self.path}: {size} bytes is not a whole number of {self.dtype.itemsize}-byte "
                             f"records; truncated or not in the binary layout")
-        self.records = np.memmap(self.path, dtype=self.dtype, mode="r") if size else np.empty(0, self.dtype)
+        if rows is not None and size != rows * self.dtype.itemsize:
+            raise DataError(f"{self.path}: {size // self.dtype.itemsize} records, expected {rows} (the dataset's "
+                            f"{synthetic.MARKER}); truncated or from another dataset")
+        self.records = np.memmap(self.path, dtype=self.dtype, mode="r")
         self.bounds = np.cumsum([0, *shape.hotness])
 
     def __len__(self) -> int:
@@ -198,6 +224,7 @@ class BinaryFile:
         rows = Rows(chunk["label"].copy(), chunk["dense"].copy(),
                     [np.ascontiguousarray(ids[:, a:b]) for a, b in zip(self.bounds[:-1], self.bounds[1:])])
         check_ids(rows, self.table_rows, str(self.path), start)
+        check_labels(rows.labels, str(self.path), start)
         return rows
 
 
@@ -229,7 +256,9 @@ def open_split(root: Path, split: str, data_format: str, shape: ModelShape,
     if split not in ("train", "eval"):
         raise ValueError(f"split {split!r} is not train or eval")
     if data_format == "binary":
-        return RowSource([BinaryFile(root / (TRAIN_BINARY if split == "train" else EVAL_BINARY), shape)],
+        # A synthetic dataset's marker says how many rows each split holds; the binary files must hold them all.
+        rows = synthetic.read_marker(root).get(f"{split}_rows") if synthetic.is_synthetic(root) else None
+        return RowSource([BinaryFile(root / (TRAIN_BINARY if split == "train" else EVAL_BINARY), shape, rows)],
                          limit=None if split == "train" else RULES.eval_samples)
     if days is None:
         days = RULES.train_days if split == "train" else (RULES.eval_day,)

@@ -19,8 +19,10 @@ the `meta` device, parallelized, materialised with `to_empty`, and each rank
 then reads only its own region of each array — its layers, and for a DTensor
 parameter (tensor-parallel and/or FSDP2-sharded) its local shard — so no rank
 ever holds the whole 175B model. Saving writes a whole (unsharded) model, as
-the synthetic flow needs. A missing array or a shape that does not fit is an
-error naming the directory and the array.
+the synthetic flow needs. A missing or unreadable metadata.json or common.pt,
+a missing array (or one missing chunks: Zarr would read them as zeros), a shape
+that does not fit, a dtype that is not floating point, or a chunk that cannot
+be decoded is a `CheckpointError` naming the directory and the file or array.
 """
 from __future__ import annotations
 
@@ -100,7 +102,23 @@ def _open(directory: Path, name: str, shape):
     if tuple(array.shape) != tuple(shape):
         raise CheckpointError(f"checkpoint {directory}: array '{name}' has shape {tuple(array.shape)}, "
                               f"the model expects {tuple(shape)}")
+    if array.dtype.kind != "f":
+        raise CheckpointError(f"checkpoint {directory}: array '{name}' has dtype {array.dtype}, "
+                              f"expected floating point (float32)")
+    if array.nchunks_initialized != array.nchunks:
+        raise CheckpointError(f"checkpoint {directory}: array '{name}' has {array.nchunks_initialized} of its "
+                              f"{array.nchunks} chunks (truncated copy?)")
     return array
+
+
+def _read(directory: Path, name: str, array, index: tuple) -> np.ndarray:
+    """This rank's region of an opened array; a chunk that cannot be decoded is named."""
+    try:
+        return np.ascontiguousarray(array[index])
+    except Exception as e:  # the codec's own error (Zstd, Blosc, ...): no common type
+        raise CheckpointError(f"checkpoint {directory}: array '{name}' cannot be read ({type(e).__name__}: {e}); "
+                              f"a chunk is truncated or corrupt, expected {array.dtype} chunks of "
+                              f"{tuple(array.chunks)}") from e
 
 
 def _region(p: torch.Tensor) -> tuple[slice, ...]:
@@ -147,9 +165,14 @@ def load_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directo
     """
     directory = Path(directory)
     meta = directory / "metadata.json"
-    if not meta.is_file() or json.loads(meta.read_text()).get("sharded_backend") != "zarr":
+    try:
+        backend = json.loads(meta.read_text()).get("sharded_backend") if meta.is_file() else None
+    except (ValueError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint {directory}: metadata.json is not a JSON object ({e}); expected "
+                              f'{{"sharded_backend": "zarr"}}') from e
+    if backend != "zarr":
         raise CheckpointError(f"checkpoint {directory}: metadata.json with sharded_backend 'zarr' is missing")
-    common = torch.load(directory / "common.pt", weights_only=True)
+    common = _common(directory / "common.pt")
     targets = _targets(model)
     prefixes = [("", None)] if weights else []
     if optimizer is not None:
@@ -164,11 +187,27 @@ def load_checkpoint(model: GPT, optimizer: torch.optim.Optimizer | None, directo
                     target = p if moment is None else optimizer.state[p][moment]
                     index = ((layers[i],) if layers else ()) + _region(p)
                     local = target.to_local() if isinstance(target, DTensor) else target
-                    local.copy_(torch.from_numpy(np.ascontiguousarray(array[index])))
+                    local.copy_(torch.from_numpy(_read(directory, prefix + name, array, index)))
         if optimizer is not None:
             for group, _ in targets.values():
                 for p in group:
                     optimizer.state[p]["step"].fill_(float(common["step"]))
+    return common
+
+
+def _common(path: Path) -> dict:
+    """common.pt: the step and consumed samples (torch.save of a dict)."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path.parent}: common.pt is missing or not a file; expected torch.save "
+                              f"of {{'step', 'consumed_samples'}}")
+    try:
+        common = torch.load(path, weights_only=True)
+    except Exception as e:  # pickle's and zipfile's errors, truncated or not a torch file: no common type
+        raise CheckpointError(f"checkpoint {path.parent}: common.pt cannot be loaded ({type(e).__name__}: {e}); "
+                              f"truncated or corrupt") from e
+    if not isinstance(common, dict) or not isinstance(common.get("step"), int):
+        raise CheckpointError(f"checkpoint {path.parent}: common.pt holds {type(common).__name__}, expected a dict "
+                              f"with an integer 'step'")
     return common
 
 

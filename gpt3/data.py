@@ -7,8 +7,11 @@
     doc_idx int64[document-index length] (0, then the end of every document)
 `.bin` is the tokens of all sequences back to back in that dtype. Dtype codes:
 1 uint8, 2 int8, 3 int16, 4 int32, 5 int64, 6 float64, 7 float32, 8 uint16.
-A file that is too short, has a bad magic/version/dtype, or pointers that do
-not match the sizes fails with `DataError` naming the file and the field.
+A file that is missing, too short, has a bad magic/version/dtype (tokens are
+integers), or pointers that do not match the sizes fails with `DataError`
+naming the file and the field; given the vocabulary size, so does a token id
+outside it, found as the tokens are read (the validation file's all at open,
+the training files' sample by sample: a run stops there, aborted).
 
 GPT samples (after Megatron's `GPTDataset`): each epoch's document order is a
 seeded permutation; the documents of successive epochs are concatenated into
@@ -44,6 +47,10 @@ class DataError(ValueError):
     """A data file is missing, truncated or not in the expected layout."""
 
 
+class MissingDataError(DataError, FileNotFoundError):
+    """A data file is not there (or a directory is in its place)."""
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     """Megatron's choice: uint16 when the vocabulary fits, else int32."""
     return np.dtype(np.uint16 if vocab_size < 65500 else np.int32)
@@ -73,13 +80,17 @@ def write_indexed(prefix: Path, documents: list[np.ndarray], dtype: np.dtype) ->
 
 
 class IndexedDataset:
-    """Read-only view of prefix.bin/.idx; `self[i]` is sequence i's tokens (memory-mapped)."""
+    """Read-only view of prefix.bin/.idx; `self[i]` is sequence i's tokens (memory-mapped). With `vocab_size`,
+    `check_ids` refuses token ids outside the vocabulary."""
 
-    def __init__(self, prefix: Path):
+    def __init__(self, prefix: Path, vocab_size: int | None = None):
         self.bin_path, self.idx_path = paths(prefix)
+        self.vocab_size = vocab_size
         for path in (self.idx_path, self.bin_path):
+            if path.is_dir():
+                raise MissingDataError(f"{path} is a directory, expected a file of Megatron's .bin/.idx pair")
             if not path.is_file():
-                raise DataError(f"{path} does not exist")
+                raise MissingDataError(f"{path} does not exist (expected a file of Megatron's .bin/.idx pair)")
         raw = self.idx_path.read_bytes()
         if len(raw) < HEADER.size:
             raise DataError(f"{self.idx_path}: {len(raw)} bytes, shorter than the {HEADER.size}-byte header")
@@ -91,6 +102,8 @@ class IndexedDataset:
         if code not in DTYPES:
             raise DataError(f"{self.idx_path}: dtype code {code} is not one of {sorted(DTYPES)}")
         self.dtype = np.dtype(DTYPES[code])
+        if self.dtype.kind not in "iu":
+            raise DataError(f"{self.idx_path}: dtype code {code} ({self.dtype}), expected an integer token dtype")
         expected = HEADER.size + 12 * count + 8 * doc_count
         if len(raw) != expected:
             raise DataError(f"{self.idx_path}: {len(raw)} bytes, but the header's {count} sequences and "
@@ -106,6 +119,11 @@ class IndexedDataset:
             raise DataError(f"{self.idx_path}: field 'sizes' has negative sequence lengths")
         expected = np.concatenate([[0], np.cumsum(self.sizes.astype(np.int64))[:-1]]) * self.dtype.itemsize
         if len(self.sizes) and not np.array_equal(self.pointers, expected):
+            other = [np.dtype(t).itemsize for t in DTYPES.values()
+                     if np.array_equal(self.pointers, expected // self.dtype.itemsize * np.dtype(t).itemsize)]
+            if other:
+                raise DataError(f"{self.idx_path}: field 'pointers' counts {other[0]}-byte tokens, but the dtype "
+                                f"code says {self.dtype} ({self.dtype.itemsize} bytes); the dtype code is wrong")
             bad = int(np.flatnonzero(self.pointers != expected)[0])
             raise DataError(f"{self.idx_path}: field 'pointers' entry {bad} is {self.pointers[bad]}, "
                             f"expected {expected[bad]} from the sizes")
@@ -130,6 +148,22 @@ class IndexedDataset:
     def __getitem__(self, i: int) -> np.ndarray:
         start = self.pointers[i] // self.dtype.itemsize
         return self.tokens[start: start + self.sizes[i]]
+
+    def check_ids(self, tokens: np.ndarray, sequence: int, offset: int = 0) -> None:
+        """`tokens` (sequence `sequence`'s from `offset` on) must be ids of the vocabulary, where it is known."""
+        if self.vocab_size is None or not len(tokens):
+            return
+        bad = np.flatnonzero((tokens < 0) | (tokens >= self.vocab_size))
+        if len(bad):
+            raise DataError(f"{self.bin_path}: sequence {sequence} has token id {tokens[bad[0]]} at position "
+                            f"{offset + bad[0]}, outside the vocabulary of {self.vocab_size} ids")
+
+
+def open_c4(root: Path, vocab_size: int) -> tuple[list[IndexedDataset], IndexedDataset]:
+    """The training files and the validation file under `root` (DATADIR/preproc_data), headers and sizes
+    checked; token ids are checked against the vocabulary as they are read."""
+    return [IndexedDataset(root / name, vocab_size) for name in TRAIN_FILES], \
+        IndexedDataset(root / VALID_FILE, vocab_size)
 
 
 @dataclass(frozen=True)
@@ -166,6 +200,7 @@ def gpt_sample(ds: IndexedDataset, index: SampleIndex, k: int) -> np.ndarray:
         offset = first - index.starts[d]
         take = min(last - first, int(index.starts[d + 1] - first))
         parts.append(np.asarray(ds[doc][offset: offset + take]))
+        ds.check_ids(parts[-1], int(doc), int(offset))
         first += take
         d += 1
     return np.concatenate(parts).astype(np.int64)
@@ -173,6 +208,8 @@ def gpt_sample(ds: IndexedDataset, index: SampleIndex, k: int) -> np.ndarray:
 
 def validation_windows(ds: IndexedDataset, seq_len: int) -> np.ndarray:
     """Every full seq_len + 1-token window (overlapping by one) of one in-order pass over the documents."""
+    for i in range(len(ds)):
+        ds.check_ids(np.asarray(ds[i]), i)
     tokens = np.concatenate([np.asarray(ds[i]) for i in range(len(ds))]).astype(np.int64)
     count = (len(tokens) - 1) // seq_len
     return np.stack([tokens[k * seq_len: k * seq_len + seq_len + 1] for k in range(count)]) if count \

@@ -182,9 +182,8 @@ def main(argv=None) -> int:
         mesh = build_mesh(s.device, s.world_size, cfg.tensor_parallel, cfg.pipeline_parallel)
         gbs, dp_rank = cfg.global_batch(s.world_size), mesh["dp"].get_local_rank()
         root = args.data_dir / "preproc_data"
-        train = data.TrainSamples([data.IndexedDataset(root / name) for name in data.TRAIN_FILES],
-                                  cfg.max_samples + gbs, arch.seq_len, s.seed)
-        valid_set = data.IndexedDataset(root / data.VALID_FILE)
+        train_files, valid_set = data.open_c4(root, arch.vocab_size)
+        train = data.TrainSamples(train_files, cfg.max_samples + gbs, arch.seq_len, s.seed)
         valid, eval_windows = data.validation_batches(
             valid_set, arch.seq_len, dp_rank, mesh["dp"].size(),
             cfg.minibs if cfg.pipeline_parallel > 1 else cfg.micro_batch_size)

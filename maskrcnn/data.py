@@ -7,11 +7,15 @@
         annotations [{id, image_id, category_id, bbox [x, y, w, h], area, iscrowd,
                       segmentation: [[x1, y1, x2, y2, ...], ...] polygons, or {size, counts} RLE (crowds)}]
 
-`read_split` checks the json against itself before a run starts: an
-annotation whose image is not listed, whose category is not one of the
-file's, whose bbox leaves its image, or whose polygon has fewer than 3 points
-is a `DataError` naming the json file and the annotation id. Category ids map
-onto the model's contiguous labels 1..80 in id order (0 is background).
+`read_split` checks the json against itself before a run starts: a missing,
+empty, cut or non-json file, an image entry without a file name or
+whole-pixel sizes, an annotation whose image is not listed, whose category is
+not one of the file's, whose bbox is not 4 numbers or leaves its image, or
+whose polygon has fewer than 3 points is a `DataError` naming the json file
+and the annotation id; so is a split without its image folder. A missing,
+empty, undecodable or 16-bit image is found when it is read, during the run
+(`common.detection.load_rgb`). Category ids map onto the model's contiguous
+labels 1..80 in id order (0 is background).
 
 As the reference (maskrcnn-benchmark's COCODataset) does for training:
 images without a usable annotation (none, or every box at most 1 px wide or
@@ -79,26 +83,19 @@ def category_ids(path: Path, content: dict, num_classes: int) -> dict[int, int]:
 def read_split(root: Path, split: str, num_classes: int) -> tuple[list[ImageRecord], dict[int, int]]:
     """(every image of the split with its annotations, category id -> label), checked (see the module docstring)."""
     path = labels_path(root, split)
-    if not path.is_file():
-        raise DataError(f"{path}: missing; expected annotations/instances_{SPLITS[split]}.json under {root}")
-    try:
-        content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not readable json ({e}); truncated or corrupt") from e
+    content = detection.read_json(path, f"annotations/instances_{SPLITS[split]}.json under {root}, COCO instances "
+                                        f"json")
     for key in ("images", "annotations", "categories"):
         if not isinstance(content.get(key), list):
             raise DataError(f"{path}: no '{key}' list (COCO instances format expected)")
     labels = category_ids(path, content, num_classes)
-    images = {}
-    for image in content["images"]:
-        try:
-            images[image["id"]] = (image["file_name"], int(image["height"]), int(image["width"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{path}: image {image.get('id')!r} lacks id/file_name/height/width ({e})") from None
+    images = {image.get("id") if isinstance(image, dict) else None: detection.image_entry(path, image)
+              for image in content["images"]}
     per_image: dict[int, list] = {i: [] for i in images}
     for ann in content["annotations"]:
         per_image.setdefault(ann.get("image_id"), []).append(_checked(path, ann, images, labels))
     folder = image_dir(root, split)
+    detection.check_image_dir(folder, path, len(images))
     records = []
     for image_id, (file_name, height, width) in images.items():
         anns = per_image[image_id]
@@ -118,10 +115,7 @@ def _checked(path: Path, ann: dict, images: dict, labels: dict) -> tuple:
     if ann.get("category_id") not in labels:
         raise DataError(f"{path}: annotation {aid} has category_id {ann.get('category_id')!r}, not one of the "
                         f"file's {len(labels)} categories")
-    try:
-        x, y, w, h = (float(v) for v in ann["bbox"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{path}: annotation {aid} has no [x, y, w, h] bbox") from None
+    x, y, w, h = detection.bbox_of(path, ann)
     _, height, width = images[ann["image_id"]]
     if w < 0 or h < 0 or x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > width + BOX_TOLERANCE \
             or y + h > height + BOX_TOLERANCE:

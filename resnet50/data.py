@@ -6,10 +6,19 @@ Layout (the raw ImageNet release, validation sorted into class folders):
 ImageNet's quirks are handled by decoding with PIL and converting to RGB:
 grayscale and CMYK JPEGs, and a PNG named `.JPEG`, all load.
 
+Bad input fails naming the path and what was expected: when the dataset is
+opened (before `run_start`), a missing split, images not sorted into class
+folders (the raw validation release is flat), more class folders than the
+model's classes, train/ and val/ with different classes, or a directory named
+like an image; when an image is decoded (mid-run: opening reads only the
+directory listings), a truncated, empty or undecodable file, or 16-bit/float
+pixels (`ImageDataError`).
+
 `resnet50.synthetic` writes a synthetic dataset in this layout.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -21,6 +30,12 @@ from resnet50.config import steps_per_epoch
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# PIL modes of 8-bit pixels, which convert("RGB") maps exactly; 16-bit or float images (I;16, I, F) would clip.
+EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"}
+
+
+class ImageDataError(ValueError):
+    """An image file that cannot be decoded, or holds pixels the model's transforms do not expect."""
 
 
 class ImageFolderDataset(Dataset):
@@ -30,15 +45,29 @@ class ImageFolderDataset(Dataset):
         split_dir = Path(root) / split
         if not split_dir.is_dir():
             raise FileNotFoundError(f"{split_dir}: missing; expected {split}/<wnid>/*.JPEG under {root}")
-        wnids = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+        entries = sorted(os.scandir(split_dir), key=lambda e: e.name)
+        loose = [e.name for e in entries if not e.is_dir() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES]
+        if loose:  # the raw validation release is flat: its images must first be sorted into class folders
+            raise ValueError(f"{split_dir}: {len(loose)} images directly under it ({loose[0]}, ...), expected "
+                             f"them in class folders {split}/<wnid>/*.JPEG")
+        wnids = [e.name for e in entries if e.is_dir()]
         if not wnids:
             raise ValueError(f"{split_dir}: no class folders (<wnid>/) found")
         if len(wnids) > max_classes:
-            raise ValueError(f"{split_dir}: {len(wnids)} class folders, the model has {max_classes} classes")
+            raise ValueError(f"{split_dir}: {len(wnids)} class folders, the model has {max_classes} classes "
+                             f"(labels 0-{max_classes - 1})")
         self.classes = wnids
-        self.samples = [(path, label) for label, wnid in enumerate(wnids)
-                        for path in sorted((split_dir / wnid).iterdir())
-                        if path.suffix.lower() in IMAGE_SUFFIXES]
+        # Listing only: the entries' types come with the directory listing (no stat per image); sizes and
+        # contents are checked when an image is decoded (load_rgb).
+        self.samples = []
+        for label, wnid in enumerate(wnids):
+            for entry in sorted(os.scandir(split_dir / wnid), key=lambda e: e.name):
+                if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if not entry.is_file():
+                    raise ValueError(f"{entry.path}: not a regular file (a directory or a broken link), expected "
+                                     f"a JPEG or PNG image")
+                self.samples.append((Path(entry.path), label))
         if not self.samples:
             raise ValueError(f"{split_dir}: no image files")
         self.transform = transform
@@ -56,9 +85,14 @@ def load_rgb(path: Path) -> Image.Image:
     """Decode by content (not by suffix) and convert grayscale/CMYK/palette to RGB."""
     try:
         with Image.open(path) as image:
+            if image.mode not in EIGHT_BIT_MODES:
+                raise ImageDataError(f"{path}: {image.format} image of {image.mode} pixels, expected 8-bit "
+                                     f"RGB, grayscale, CMYK or palette pixels (converting would clip them)")
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{path}: cannot decode image ({err})") from None
+        size = path.stat().st_size if path.is_file() else None
+        raise ImageDataError(f"{path}: cannot decode image ({err}); expected a complete JPEG or PNG file, found "
+                             f"{'no file' if size is None else f'{size} bytes'}") from None
 
 
 def train_transform(size: int):
@@ -98,7 +132,11 @@ def build_loaders(root: Path, *, image_size: int, batch_size: int, eval_batch_si
     train_set = ImageFolderDataset(root, "train", train_transform(image_size))
     val_set = ImageFolderDataset(root, "val", eval_transform(image_size))
     if train_set.classes != val_set.classes:
-        raise ValueError(f"{root}: train/ and val/ have different class folders")
+        only_val = sorted(set(val_set.classes) - set(train_set.classes))
+        only_train = sorted(set(train_set.classes) - set(val_set.classes))
+        raise ValueError(f"{root}: train/ and val/ have different class folders (only in val/: {only_val[:5]}, "
+                         f"only in train/: {only_train[:5]}); expected the same wnids, whose sorted order "
+                         f"gives the labels")
     sampler = WholeEpochSampler(train_set, num_replicas=world_size, rank=rank, seed=seed, batch_size=batch_size)
     common = dict(num_workers=num_workers, pin_memory=pin_memory,
                   persistent_workers=num_workers > 0)

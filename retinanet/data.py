@@ -7,11 +7,14 @@
         annotations [{id, image_id, category_id, bbox [x, y, w, h] in pixels, area, iscrowd (= IsGroupOf)}]
 
 `read_split` checks the json against itself and the rules before a run
-starts: an annotation whose image is not listed, whose bbox leaves its image
-or has no area, or whose category is outside 0..263 is a `DataError` naming
-the json file and the annotation id. Images decode by content with PIL and
-convert to RGB (grayscale, CMYK and a PNG named .jpg all load); a missing or
-undecodable file is a `DataError` naming it and its annotations. Training
+starts: a missing, empty, cut or non-json file, an image entry without a
+file name or whole-pixel sizes, an annotation whose image is not listed, whose
+bbox is not 4 numbers, leaves its image or has no area, or whose category is
+outside 0..263 is a `DataError` naming the json file and the annotation id; so
+is a split without its data folder. Images decode by content with PIL and
+convert to RGB (grayscale, CMYK and a PNG named .jpg all load) during the run;
+a missing, empty, undecodable or 16-bit file is a `DataError` naming it and its
+annotations (`common.detection.load_rgb`). Training
 flips horizontally with probability 0.5 (the reference's only augmentation;
 `FlipSampler`); the model resizes to 800 x 800 itself. `write_split` writes the layout's json
 (for `retinanet.preprocess` and `retinanet.synthetic`).
@@ -51,12 +54,7 @@ def labels_path(root: Path, split: str) -> Path:
 def read_split(root: Path, split: str, num_classes: int) -> list[ImageRecord]:
     """Every image of the split with its annotations, checked (see the module docstring)."""
     path = labels_path(root, split)
-    if not path.is_file():
-        raise DataError(f"{path}: missing; expected {split}/{LABELS} under {root}")
-    try:
-        content = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not readable json ({e}); truncated or corrupt") from e
+    content = detection.read_json(path, f"{split}/{LABELS} under {root}, COCO-format detection json")
     for key in ("images", "annotations", "categories"):
         if not isinstance(content.get(key), list):
             raise DataError(f"{path}: no '{key}' list (COCO detection format expected)")
@@ -64,16 +62,13 @@ def read_split(root: Path, split: str, num_classes: int) -> list[ImageRecord]:
     if category_ids != set(range(num_classes)):
         raise DataError(f"{path}: categories must have the ids 0..{num_classes - 1}, found {len(category_ids)} "
                         f"ids from {min(category_ids, default=None)} to {max(category_ids, default=None)}")
-    images = {}
-    for image in content["images"]:
-        try:
-            images[image["id"]] = (image["file_name"], int(image["height"]), int(image["width"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{path}: image {image.get('id')!r} lacks id/file_name/height/width ({e})") from None
+    images = {image.get("id") if isinstance(image, dict) else None: detection.image_entry(path, image)
+              for image in content["images"]}
     per_image: dict[int, list] = {i: [] for i in images}
     for ann in content["annotations"]:
         per_image.setdefault(ann.get("image_id"), []).append(_checked(path, ann, images, num_classes))
     data_dir = Path(root) / split / "data"
+    detection.check_image_dir(data_dir, path, len(images))
     records = []
     for image_id, (file_name, height, width) in images.items():
         anns = per_image[image_id]
@@ -90,12 +85,10 @@ def _checked(path: Path, ann: dict, images: dict, num_classes: int) -> tuple:
         raise DataError(f"{path}: annotation {aid} points at image {ann.get('image_id')!r}, which the file does "
                         f"not list")
     category = ann.get("category_id")
-    if not isinstance(category, int) or not 0 <= category < num_classes:
-        raise DataError(f"{path}: annotation {aid} has category_id {category!r}, outside 0..{num_classes - 1}")
-    try:
-        x, y, w, h = (float(v) for v in ann["bbox"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{path}: annotation {aid} has no [x, y, w, h] bbox") from None
+    if not isinstance(category, int) or isinstance(category, bool) or not 0 <= category < num_classes:
+        raise DataError(f"{path}: annotation {aid} has category_id {category!r}, outside 0..{num_classes - 1} "
+                        f"(expected an integer id of the file's categories)")
+    x, y, w, h = detection.bbox_of(path, ann)
     _, height, width = images[ann["image_id"]]
     if w <= 0 or h <= 0 or x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > width + BOX_TOLERANCE \
             or y + h > height + BOX_TOLERANCE:

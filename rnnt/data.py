@@ -10,9 +10,11 @@ Training reads train-clean-100, train-clean-360 and train-other-500 and drops
 utterances longer than 16.7 s (their `original_duration`, before speed
 perturbation); evaluation reads dev-clean whole. `read_manifest` checks every
 entry before a run starts — a missing key, a WAV file that is not there, a
-transcript the tokenizer cannot encode without `<unk>` — naming the manifest
-and the entry; a WAV that is not readable audio at 16 kHz, or whose sample count
-is not the entry's `num_samples`, is named when it is read.
+transcript the tokenizer cannot encode without `<unk>`, a value of the wrong
+type, a WAV file too small for its `num_samples` (empty or truncated: a stat,
+no read) — naming the manifest and the entry; a WAV that is not readable audio
+at 16 kHz, or whose sample count is not the entry's `num_samples`, is named when
+it is read (mid-run: the run ends `aborted`).
 
 `EpochBatches` is the reference's bucketing sampler (rnnt/pytorch/common/data/
 dali/sampler.py): per epoch, the utterances sorted by duration and split into
@@ -72,7 +74,10 @@ class Tokenizer:
         import sentencepiece
 
         if not Path(path).is_file():
-            raise DataError(f"{path}: missing; expected a SentencePiece model")
+            raise DataError(f"{path}: {'a directory' if Path(path).is_dir() else 'missing'}; expected a SentencePiece "
+                            "model file")
+        if Path(path).stat().st_size == 0:
+            raise DataError(f"{path}: empty (0 bytes); expected a SentencePiece model")
         self.path = Path(path)
         try:
             self.model = sentencepiece.SentencePieceProcessor(model_file=str(path))
@@ -93,7 +98,8 @@ def read_manifest(root: Path, split: str, tokenizer: Tokenizer, max_duration: fl
     """The split's utterances (at most `max_duration` seconds when given), checked; see the module docstring."""
     path = manifest_path(root, split)
     if not path.is_file():
-        raise DataError(f"{path}: missing; expected the {split} manifest (python3 -m rnnt.preprocess writes it)")
+        raise DataError(f"{path}: {'a directory' if path.is_dir() else 'missing'}; expected the {split} manifest "
+                        "file (python3 -m rnnt.preprocess writes it)")
     try:
         entries = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -103,22 +109,55 @@ def read_manifest(root: Path, split: str, tokenizer: Tokenizer, max_duration: fl
     utterances = []
     for i, entry in enumerate(entries):
         try:
-            transcript, duration = entry["transcript"], entry["original_duration"]
-            fname, num_samples = entry["files"][-1]["fname"], int(entry["files"][-1]["num_samples"])
-        except (KeyError, IndexError, TypeError, ValueError) as e:
+            transcript, duration, file = entry["transcript"], entry["original_duration"], entry["files"][-1]
+            fname, num_samples = file["fname"], file["num_samples"]
+        except (KeyError, IndexError, TypeError) as e:
             raise DataError(f"{path}: entry {i} lacks {e}; expected transcript, files[].fname, "
                             "files[].num_samples and original_duration") from None
+        for name, value, ok, what in (
+                ("transcript", transcript, isinstance(transcript, str), "a string"),
+                ("files[].fname", fname, isinstance(fname, str), "a path"),
+                ("original_duration", duration, _is_number(duration), "seconds"),
+                ("files[].num_samples", num_samples, _is_number(num_samples) and num_samples == int(num_samples)
+                 and num_samples >= 0, "a sample count")):
+            if not ok:
+                raise DataError(f"{path}: entry {i}: {name} {value!r}; expected {what}")
         if max_duration is not None and duration > max_duration:
             continue
         wav = Path(root) / fname
-        if not wav.is_file():
-            raise DataError(f"{path}: entry {i}: {wav} missing")
+        check_wav_size(path, i, wav, file)
         tokens = tokenizer.encode(transcript)
         if UNK in tokens or not tokens:
             raise DataError(f"{path}: entry {i} ({fname}): transcript {transcript!r} encodes to "
                             f"{'nothing' if not tokens else '<unk>'} with {tokenizer.path}")
-        utterances.append(Utterance(wav, transcript, float(duration), tuple(tokens), num_samples))
+        utterances.append(Utterance(wav, transcript, float(duration), tuple(tokens), int(num_samples)))
     return utterances
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+WAV_HEADER = 44  # the smallest PCM WAV header: RIFF, fmt and data chunk headers
+
+
+def check_wav_size(manifest: Path, i: int, wav: Path, file: dict) -> None:
+    """A manifest entry's WAV is a file that can hold the samples the entry promises (a stat, no read): a file
+    cut short or empty is named before a run starts; what it holds is checked when it is read (`read_audio`)."""
+    try:
+        size = wav.stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{manifest}: entry {i}: {wav} missing") from None
+    if wav.is_dir():
+        raise DataError(f"{wav}: a directory; expected a WAV file ({manifest.name} entry {i})")
+    if wav.suffix != ".wav":
+        return
+    channels, bits = file.get("channels", 1), file.get("bitdepth", 16)
+    need = WAV_HEADER + int(file["num_samples"]) * channels * bits // 8
+    if size < need:
+        raise DataError(f"{wav}: {size} bytes; expected at least {need} (a {WAV_HEADER}-byte header and "
+                        f"num_samples {file['num_samples']} x {channels} channel(s) x {bits} bits, {manifest.name} "
+                        f"entry {i}): truncated (python3 -m rnnt.preprocess rewrites it)")
 
 
 def read_training(root: Path, tokenizer: Tokenizer) -> list[Utterance]:

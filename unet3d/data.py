@@ -6,8 +6,10 @@
 Cases 0-209 must all be there: the 42 of `config.VALIDATION_CASES` are
 evaluated, the other 168 train. `read_split` checks every file's header before
 a run starts (no data is read): a missing case or partner, a wrong dtype or
-shape, a side shorter than the training patch, or a file cut short is a
-`DataError` naming the file. Volumes are
+shape, a side shorter than the training patch, a file cut short, empty or a
+directory is a `DataError` naming the file. A label outside 0-2 can only be
+seen in the data: a case's whole label volume is checked when it is first
+read (once per loader worker), a `DataError` mid-run. Volumes are
 memory-mapped; a training sample is one patch (`RandBalancedCrop` of the
 reference: with probability `oversampling` around one of the two largest
 objects of a randomly chosen foreground class, otherwise anywhere), then the
@@ -55,17 +57,48 @@ def case_paths(root: Path, case_id: int) -> tuple[Path, Path]:
     return Path(root) / f"case_{case_id:05d}_x.npy", Path(root) / f"case_{case_id:05d}_y.npy"
 
 
+def read_header(path: Path) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, bytes the whole file holds) from a .npy file's header alone."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        return tuple(shape), dtype, f.tell() + int(np.prod(shape)) * dtype.itemsize
+
+
 def open_array(path: Path, dtype: np.dtype) -> np.ndarray:
-    """The file memory-mapped, checked to be a (1, D, H, W) array of `dtype` that is all there."""
+    """The file memory-mapped, checked to be a (1, D, H, W) array of `dtype` that is all there (its header and
+    size are checked before any data is mapped)."""
+    path, expected = Path(path), f"a .npy file of {np.dtype(dtype)} (1, D, H, W)"
+    if path.is_dir():
+        raise DataError(f"{path}: a directory; expected {expected}")
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        size = path.stat().st_size
     except FileNotFoundError:
         raise DataError(f"{path}: missing") from None
-    except (ValueError, OSError, EOFError) as e:  # a header cut short, or fewer bytes than the header promises
+    if size == 0:
+        raise DataError(f"{path}: empty (0 bytes); expected {expected}")
+    try:
+        shape, stored, whole = read_header(path)
+    except (ValueError, OSError, EOFError) as e:  # a header cut short, or not a .npy file at all
+        raise DataError(f"{path}: not a complete .npy file ({e}); truncated or corrupt, expected {expected}") from e
+    if stored != dtype or len(shape) != 4 or shape[0] != 1:
+        raise DataError(f"{path}: {stored} {shape}; expected {np.dtype(dtype)} (1, D, H, W)")
+    if size < whole:
+        raise DataError(f"{path}: not a complete .npy file ({size} bytes, its header's {stored} {shape} needs "
+                        f"{whole}); truncated or corrupt")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{path}: not a complete .npy file ({e}); truncated or corrupt") from e
-    if array.dtype != dtype or array.ndim != 4 or array.shape[0] != 1:
-        raise DataError(f"{path}: {array.dtype} {tuple(array.shape)}; expected {np.dtype(dtype)} (1, D, H, W)")
-    return array
+
+
+def check_labels(path: Path, label: np.ndarray) -> None:
+    """Every voxel of a label volume is a class (reads the volume whole: once per case and loader worker)."""
+    if label.max(initial=0) >= LABEL_VALUES:
+        voxel = tuple(int(i) for i in np.argwhere(np.asarray(label) >= LABEL_VALUES)[0])
+        raise DataError(f"{path}: label {int(label[voxel])} at voxel {voxel}; expected 0 (background), 1 (kidney), "
+                        "2 (tumor)")
 
 
 def read_case(root: Path, case_id: int, min_side: int = 1) -> Case:
@@ -87,15 +120,18 @@ def read_split(root: Path, min_side: int = 1) -> tuple[list[Case], list[Case]]:
     ids = sorted(int(m.group(1)) for m in map(CASE_FILE.fullmatch, os.listdir(root)) if m)
     if not ids:
         raise DataError(f"{root}: no case_XXXXX_x.npy files; run `python3 -m unet3d.preprocess` on raw KiTS19 first")
+    validation = set(VALIDATION_CASES)
     missing, extra = sorted(set(range(RULES.num_cases)) - set(ids)), sorted(set(ids) - set(range(RULES.num_cases)))
     if missing or extra:
         names = lambda ids: ", ".join(f"{i:05d}" for i in ids[:10]) + (" ..." if len(ids) > 10 else "")  # noqa: E731
         raise DataError(f"{root}: " + "; ".join(
             ([f"case(s) {names(missing)} missing"] if missing else []) +
             ([f"case(s) {names(extra)} beyond KiTS19's labelled 0-{RULES.num_cases - 1}"] if extra else [])) +
-            f"; expected case_XXXXX_x.npy and _y.npy for cases 0-{RULES.num_cases - 1} (168 train, 42 validation)")
+            f"; expected case_XXXXX_x.npy and _y.npy for cases 0-{RULES.num_cases - 1} (168 train, 42 validation)" +
+            (f"; missing: {len(set(missing) & validation)} of the {len(validation)} validation cases "
+             f"(config.VALIDATION_CASES), {len(set(missing) - validation)} of the "
+             f"{RULES.num_cases - len(validation)} training cases" if missing else ""))
     cases = [read_case(root, i, min_side) for i in ids]
-    validation = set(VALIDATION_CASES)
     return [c for c in cases if c.id not in validation], [c for c in cases if c.id in validation]
 
 
@@ -186,6 +222,7 @@ class TrainPatches(Dataset):
     def __init__(self, cases: list[Case], patch: int, oversampling: float, seed: int):
         self.cases, self.patch, self.oversampling, self.seed = cases, patch, oversampling, seed
         self._objects: dict[int, dict] = {}  # per loader worker: case index -> largest_objects
+        self._checked: set[int] = set()  # per loader worker: cases whose labels `check_labels` passed
 
     def objects(self, index: int) -> dict:
         if index not in self._objects:
@@ -200,14 +237,15 @@ class TrainPatches(Dataset):
         case = self.cases[index]
         rng = np.random.default_rng((self.seed, epoch, index))
         image, label = open_array(case.image, np.float32)[0], open_array(case.label, np.uint8)[0]
+        if index not in self._checked:
+            check_labels(case.label, label)
+            self._checked.add(index)
         window = None
         if rng.random() < self.oversampling:
             window = foreground_crop(self.objects(index), case.shape, self.patch, rng)
         if window is None:
             window = random_crop(case.shape, self.patch, rng)
         image, label = augment(image[window], label[window], rng)
-        if label.max(initial=0) >= LABEL_VALUES:
-            raise DataError(f"{case.label}: label {int(label.max())}; expected 0 (background), 1 (kidney), 2 (tumor)")
         return torch.from_numpy(image[None]), torch.from_numpy(label[None])
 
 
@@ -222,8 +260,9 @@ class EvalVolumes(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         case = self.cases[index]
-        image, label = open_array(case.image, np.float32), open_array(case.label, np.uint8)
-        return torch.from_numpy(np.array(image)), torch.from_numpy(np.array(label))
+        image, label = open_array(case.image, np.float32), np.array(open_array(case.label, np.uint8))
+        check_labels(case.label, label)
+        return torch.from_numpy(np.array(image)), torch.from_numpy(label)
 
 
 def build_loaders(root: Path, *, patch: int, batch_size: int, num_workers: int, rank: int, world_size: int,

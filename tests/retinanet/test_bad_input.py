@@ -1,0 +1,190 @@
+"""Bad input, table-driven: each case corrupts a copy of a tiny OpenImages-layout set and runs `retinanet.train.main`
+on it in this process, with the CPU config and a log file.
+
+The set is `retinanet.synthetic`'s writer at 4 training images (one batch of the CPU config, so a bad image is read
+by the first step) and 4 validation images, with an untrained ResNet-18 in torchvision's layout as the backbone
+(the pre-training is not what is tested). A fault in an annotation json or in the backbone file is found while the
+run is set up, before run_start: the json is read and checked, the image folder looked for, the backbone loaded. A
+fault in an image can only be found when the loader reads it (1.17M images are not opened up front), on the first
+batch here: the run ends with run_stop `aborted`, its log complete. Every error names the file and what it should
+hold; the fault table (tests/faults.py) gets a row per case.
+
+"truncated image" reads through the config's loader worker (DATALOADER_WORKERS=1), whose error reaches the run
+wrapped in the worker's traceback, the message last; the other image cases read in the process
+(DATALOADER_WORKERS=0): after a worker's error PyTorch's loader waits 5 s for the worker when it is collected
+(not at a process's exit), which would be most of this file's time.
+
+Not applicable to this layout (json, JPEGs, one torch file; no arrays on disk): "wrong dtype" and "wrong shape" of
+a stored array. Their counterparts here are a json size of the wrong type, a 16-bit image and an integer backbone
+tensor; a bbox of 3 numbers, an image of another size than its json says and a backbone tensor of the wrong shape.
+"""
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from common.detection import BackboneError, DataError
+from compliance.check import read_events
+from retinanet import train
+from retinanet.synthetic import SyntheticSpec, write_images
+from tests.conftest import RETINANET_CPU_CONFIG
+from tests.faults import assert_aborted_and_complete, record
+
+TRAIN_JSON = "train/labels/openimages-mlperf.json"
+IMAGE = "train/data/t0000003.jpg"  # an RGB JPEG (0-2 are the PNG, grayscale and CMYK quirks)
+BACKBONE = "backbone/resnet18-synthetic.pth"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("openimages-tiny")
+    rng = np.random.default_rng(0)
+    spec = SyntheticSpec(train_images=4, val_images=4)
+    write_images(root, "train", spec.train_images, rng, spec)
+    write_images(root, "validation", spec.val_images, rng, spec)
+    (root / BACKBONE).parent.mkdir()
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), root / BACKBONE)
+    return root
+
+
+# The copy's files are hard links to the set's (copying the 45 MB backbone per case is most of a case's time): each
+# corruption replaces a file, never writes into it.
+def replace(path, content: bytes):
+    path.unlink()
+    path.write_bytes(content)
+
+
+def cut(path):
+    replace(path, path.read_bytes()[: path.stat().st_size // 2])
+
+
+def empty(path):
+    replace(path, b"")
+
+
+def as_directory(path):
+    path.unlink()
+    path.mkdir()
+
+
+def remove(path):
+    shutil.rmtree(path)
+
+
+def edit_json(change):
+    def corrupt(path):
+        content = json.loads(path.read_text())
+        change(content)
+        replace(path, json.dumps(content).encode())
+    return corrupt
+
+
+def edit_backbone(change):
+    def corrupt(path):
+        state = torch.load(path, weights_only=True)
+        change(state)
+        path.unlink()
+        torch.save(state, path)
+    return corrupt
+
+
+def half_size(path):
+    with Image.open(path) as image:
+        small = image.resize((image.width // 2, image.height // 2))
+    path.unlink()
+    small.save(path, format="JPEG")
+
+
+def sixteen_bit(path):
+    with Image.open(path) as image:
+        size = image.size
+    path.unlink()
+    Image.fromarray(np.full(size[::-1], 40000, np.uint16)).save(path, format="PNG")
+
+
+def first_annotation(**fields):
+    return edit_json(lambda c: c["annotations"][0].update(fields))
+
+
+OPEN, MID_RUN = "data opened before run_start", "image read mid-run (run_stop aborted)"
+IN_WORKER = "truncated image"  # the one case read by a loader worker (see the module docstring)
+CASES = [  # (case, file corrupted, corruption, error, what the message says after the file's name, where caught)
+    ("truncated json", TRAIN_JSON, cut, DataError, r"not readable json .*truncated or corrupt, expected", OPEN),
+    ("truncated image", IMAGE, cut, DataError, r"cannot decode image 4 .*truncated.*expected a JPEG or PNG of",
+     MID_RUN),
+    ("truncated backbone", BACKBONE, cut, BackboneError, r"not a readable state dict .*expected torch\.save", OPEN),
+    ("zero-byte json", TRAIN_JSON, empty, DataError, r"empty \(0 bytes\); expected train/labels", OPEN),
+    ("zero-byte image", IMAGE, empty, DataError, r"empty \(0 bytes\) \(image 4\); expected a JPEG or PNG", MID_RUN),
+    ("zero-byte backbone", BACKBONE, empty, BackboneError, r"empty \(0 bytes\); expected torch\.save", OPEN),
+    ("wrong dtype: json height a string", TRAIN_JSON, edit_json(lambda c: c["images"][0].update(height="72")),
+     DataError, r"image 1 has height '72', expected a positive integer", OPEN),
+    ("wrong dtype: 16-bit image", IMAGE, sixteen_bit, DataError, r"holds I;16 pixels .*expected a JPEG or PNG of "
+     r"\d+x\d+ 8-bit pixels", MID_RUN),
+    ("wrong dtype: int64 backbone tensor", BACKBONE,
+     edit_backbone(lambda s: s.update({"conv1.weight": s["conv1.weight"].long()})), BackboneError,
+     r"'conv1\.weight' holds torch\.int64 values, expected floating point", OPEN),
+    ("wrong shape: bbox of 3 numbers", TRAIN_JSON, first_annotation(bbox=[1.0, 2.0, 30.0]), DataError,
+     r"annotation 1 has bbox \[1\.0, 2\.0, 30\.0\], expected \[x, y, w, h\]", OPEN),
+    ("wrong shape: image of half its size", IMAGE, half_size, DataError, r"is \d+x\d+, the annotations say \d+x\d+",
+     MID_RUN),
+    ("wrong shape: backbone tensor", BACKBONE,
+     edit_backbone(lambda s: s.update({"conv1.weight": torch.zeros(64, 3, 3, 3)})), BackboneError,
+     r"'conv1\.weight' has shape \(64, 3, 3, 3\), the backbone's is \(64, 3, 7, 7\)", OPEN),
+    ("out-of-range label", TRAIN_JSON, first_annotation(category_id=264), DataError,
+     r"annotation 1 has category_id 264, outside 0\.\.263", OPEN),
+    ("out-of-range image id", TRAIN_JSON, first_annotation(image_id=999), DataError,
+     r"annotation 1 points at image 999, which the file does not list", OPEN),
+    ("missing split: validation", "validation", remove, DataError,
+     r"/labels/openimages-mlperf\.json: missing; expected validation/labels", OPEN),
+    ("missing split: train images", "train/data", remove, DataError,
+     r": missing; expected the folder of the 4 images .*train/labels/openimages-mlperf\.json lists", OPEN),
+    ("missing backbone", "backbone", remove, FileNotFoundError, r"/\*\.pth \(found 0\); pass --backbone-checkpoint",
+     OPEN),
+    ("unreadable json (a directory)", TRAIN_JSON, as_directory, DataError, r"a directory, not a file; expected",
+     OPEN),
+    ("unreadable image (a directory)", IMAGE, as_directory, DataError, r"a directory, not a file \(image 4\); "
+     r"expected a JPEG", MID_RUN),
+    ("unreadable backbone (a directory)", BACKBONE, as_directory, BackboneError,
+     r"a directory, not a file; expected torch\.save", OPEN),
+]
+
+
+def own_message(error: BaseException) -> str:
+    """The error's message; a DataLoader worker's error arrives wrapped, the worker's traceback first, the message
+    last (`common.detection.DataError: <the message>`)."""
+    text = str(error).strip()
+    if "Original Traceback" not in text:
+        return text
+    return text.splitlines()[-1].split(": ", 1)[1]
+
+
+@pytest.mark.parametrize("case, target, corrupt, error, message, where", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_named_with_the_file_and_what_it_should_hold(tiny, tmp_path, monkeypatch, case, target,
+                                                                   corrupt, error, message, where):
+    if case != IN_WORKER:
+        monkeypatch.setenv("DATALOADER_WORKERS", "0")
+    root = shutil.copytree(tiny, tmp_path / "data", copy_function=os.link)
+    corrupt(root / target)
+    log = tmp_path / "run.log"
+    start = time.perf_counter()
+    with pytest.raises(error) as caught:
+        train.main(["--data-dir", str(root), "--config", str(RETINANET_CPU_CONFIG), "--seed", "1",
+                    "--log-file", str(log)])
+    seconds = time.perf_counter() - start
+    seen = own_message(caught.value)
+    assert str(root / target) in seen, seen
+    assert caught.match(message)
+    keys = [e["key"] for e in read_events(log)]
+    if where == OPEN:
+        assert "run_start" not in keys
+    else:
+        assert "run_start" in keys
+        assert_aborted_and_complete(log)
+    record(case, "retinanet", where, seconds, None if where == OPEN else log,
+           seen.replace(str(root), "DATADIR")[:100].replace("|", "/"))  # the table shows it past the tmp path
