@@ -16,6 +16,7 @@ abort inside a collective, the node lost) — the launcher, not the dead process
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -33,6 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Frames between mllog's get_caller and our caller: MLLogger._log_helper,
 # MLLogger.event/start/end, MLPerfLogger._log and MLPerfLogger.event/start/end.
 _MLLOG_FRAMES = 3
+# Each logger its own `logging` name: one derived from id() can come back for a later logger once the first is
+# collected, and `logging` keeps named loggers (and their handlers) for good — the later one wrote twice.
+_LOGGER_NUMBERS = itertools.count()
 
 
 class MLPerfLogger:
@@ -45,7 +49,7 @@ class MLPerfLogger:
     def __init__(self, rank: int = 0, filename: str | os.PathLike | None = None,
                  stream: TextIO | None = None):
         self.enabled = rank == 0
-        self._logger = logging.getLogger(f"mlperf.run.{id(self)}")
+        self._logger = logging.getLogger(f"mlperf.run.{os.getpid()}.{next(_LOGGER_NUMBERS)}")
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
         self._handlers: list[logging.Handler] = []

@@ -156,6 +156,7 @@ def write_log(loaded: Loaded, path: Path) -> bool:
             logger.event(PREFLIGHT_KEY, True)
             reached = log_and_train(run, plan, PlannedSteps(plan.samples_per_step), iter(()), evaluate,
                                     data_synthetic=True)
+    logger.close()
     return reached
 
 

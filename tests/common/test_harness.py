@@ -1,6 +1,7 @@
 """The MLPerf run lifecycle and the train-to-target loop: complete logs on success and on every way a run can abort."""
 import argparse
 import contextlib
+import io
 import itertools
 import os
 import sys
@@ -220,3 +221,12 @@ def test_sigterm_mid_training_is_aborted_with_a_flushed_log(tmp_path):
     assert returncode != 0
     last = events(log)[-1]
     assert last["key"] == "run_stop" and last["metadata"]["status"] == "aborted"
+
+
+def test_each_logger_writes_only_its_own_file_however_many_came_before(tmp_path):
+    from common.mlperf_log import MLPerfLogger
+
+    for i in range(50):  # loggers dropped without close(): a reused name would carry their handlers
+        MLPerfLogger(filename=tmp_path / f"{i}.log", stream=io.StringIO()).event("k", i)
+    for i in range(50):
+        assert [e["value"] for e in events(tmp_path / f"{i}.log")] == [i]
