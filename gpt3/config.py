@@ -93,6 +93,10 @@ class GPTRunConfig:
     def global_batch(self, world_size: int) -> int:
         return self.minibs * self.data_parallel(world_size)
 
+    def eval_every_steps(self, gbs: int) -> int:
+        """The rules' 24,576 sequences (or EVAL_EVERY_SAMPLES) rounded up to whole steps."""
+        return RULES.eval_every_steps(gbs) if self.eval_every == 0 else math.ceil(self.eval_every / gbs)
+
     @property
     def pipeline_stages(self) -> int:
         """Pipeline stages in all (PIPELINE_MODEL_PARALLEL x INTERLEAVED_PIPELINE); 1 without pipelining."""

@@ -43,6 +43,11 @@ class GPTConfig:
         width (0.006 is GPT-3's for hidden 12288; at hidden 64 it starves the logits)."""
         return cls(vocab_size=256, seq_len=2048, hidden=64, layers=2, heads=2, ffn=256, init_std=0.05)
 
+    @classmethod
+    def for_size(cls, model_size: str) -> "GPTConfig":
+        """MODEL_SIZE: GPT-3 175B ("full"), or the CPU model ("debug") with the same 2048-token context."""
+        return cls.cpu() if model_size == "debug" else cls()
+
 
 class LayerNorm1P(nn.LayerNorm):
     """LayerNorm whose weight is stored as gamma - 1 (Megatron's `layernorm1p`)."""

@@ -23,7 +23,6 @@ Transformer Engine; on a GPU Adam is PyTorch's fused kernel.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -146,29 +145,19 @@ DEVIATIONS = {
 }
 
 
-def architecture(runtime: RuntimeConfig) -> GPTConfig:
-    """GPT-3 175B, or the CPU model (MODEL_SIZE=debug) with the same 2048-token context."""
-    return GPTConfig.cpu() if runtime.model_size == "debug" else GPTConfig()
-
-
 def reached(log_perplexity: float) -> bool:
     return log_perplexity <= RULES.target_log_perplexity
-
-
-def eval_every_steps(cfg: GPTRunConfig, gbs: int) -> int:
-    """The rules' 24,576 sequences (or EVAL_EVERY_SAMPLES) rounded up to whole steps."""
-    return RULES.eval_every_steps(gbs) if cfg.eval_every == 0 else math.ceil(cfg.eval_every / gbs)
 
 
 def run_plan(cfg: GPTRunConfig, runtime: RuntimeConfig, world_size: int,
              eval_tokens: int = RULES.eval_tokens) -> RunPlan:
     """What a run logs and where it evaluates. Progress, train_samples (the tokens trained, logged at the end)
     and eval_samples (the validation set's tokens) count tokens, the RCPs' unit, as NVIDIA logs them."""
-    gbs, arch = cfg.global_batch(world_size), architecture(runtime)
+    gbs, arch = cfg.global_batch(world_size), GPTConfig.for_size(runtime.model_size)
     tokens_per_step = gbs * arch.seq_len
     return RunPlan(
         hyperparameters=hyperparameters(gbs, cfg, arch),
-        schedule=schedule.every_n_steps(eval_every_steps(cfg, gbs), cfg.max_samples // gbs, tokens_per_step),
+        schedule=schedule.every_n_steps(cfg.eval_every_steps(gbs), cfg.max_samples // gbs, tokens_per_step),
         eval_samples=eval_tokens, train_samples=None, samples_per_step=tokens_per_step,
         reached=reached, target=RULES.target_log_perplexity, untrained=UNTRAINED_LOG_PERPLEXITY)
 
@@ -177,7 +166,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     with Session(RULES.benchmark, args, GPTRunConfig, fp8_amax_history=FP8_AMAX_HISTORY) as s:
         cfg = s.cfg
-        arch = architecture(s.runtime)
+        arch = GPTConfig.for_size(s.runtime.model_size)
         checkpoint = find_checkpoint(args)  # before reading any data: a missing start point is named first
         mesh = build_mesh(s.device, s.world_size, cfg.tensor_parallel, cfg.pipeline_parallel)
         gbs, dp_rank = cfg.global_batch(s.world_size), mesh["dp"].get_local_rank()

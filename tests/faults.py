@@ -19,12 +19,27 @@ EXIT_LIMIT_S = 60
 ROWS: list[dict] = []  # one per fault a test tried: what the table shows
 
 
-def record(fault: str, bench: str, launcher: str, seconds: float, log: Path | None, seen: str) -> None:
+def record(fault: str, bench: str, launcher: str, seconds: float, log: Path | None, seen: str,
+           root: Path | None = None) -> None:
     """A row of the fault table: `seconds` from the fault to the experiment's end, whether its log is complete
-    (ends with run_stop), what the user sees."""
+    (ends with run_stop), what the user sees (its first 100 characters, a test's temporary `root` shown as
+    <root>, so the cell shows the file rather than the path)."""
     complete = "n/a (no run started)" if log is None else "yes" if read_events(log)[-1]["key"] == "run_stop" else "NO"
+    if root is not None:
+        seen = seen.replace(str(root), "<root>")
     ROWS.append({"fault": fault, "bench": bench, "launcher": launcher, "seconds": seconds, "complete": complete,
-                 "seen": seen})
+                 "seen": seen[:100]})
+
+
+def assert_caught(log: Path, before_run_start: bool) -> None:
+    """Bad input found where the data is opened leaves a log without run_start; found mid-run, a complete log
+    ending with run_stop aborted."""
+    events = read_events(log)
+    if before_run_start:
+        assert "run_start" not in [e["key"] for e in events], events[-3:]
+    else:
+        assert "run_start" in [e["key"] for e in events], events[-3:]
+        assert_aborted_and_complete(log)
 
 
 def write_table(path: Path) -> None:
@@ -34,8 +49,8 @@ def write_table(path: Path) -> None:
              "| fault | benchmark | launcher | exit after the fault | log complete | what the user sees |",
              "|---|---|---|---:|---|---|"]
     for row in ROWS:
-        lines.append(f"| {row['fault']} | {row['bench']} | {row['launcher']} | {row['seconds']:.1f} s | "
-                     f"{row['complete']} | {row['seen']} |")
+        cells = [row["fault"], row["bench"], row["launcher"], f"{row['seconds']:.1f} s", row["complete"], row["seen"]]
+        lines.append("| " + " | ".join(str(cell).replace("|", "/") for cell in cells) + " |")
     Path(path).write_text("\n".join(lines) + "\n")
 
 

@@ -31,9 +31,8 @@ from bert.checkpoint import save_checkpoint
 from bert.data import EVAL_FILE, PACKED_DIR, PHASE1_DIR, VARLENGTH_DIR
 from bert.model import BertConfig, BertForPreTraining
 from bert.synthetic import SyntheticSpec, write_synthetic
-from compliance.check import read_events
 from tests.conftest import BERT_CPU_CONFIG
-from tests.faults import record
+from tests.faults import assert_caught, record
 
 TINY = SyntheticSpec(train_shards=2, sequences_per_shard=64, eval_sequences=32)
 PACKED = f"{PACKED_DIR}/part_00000"
@@ -219,12 +218,5 @@ def test_bad_input_fails_naming_the_file_and_what_was_expected(tiny_bert, tmp_pa
     seconds = time.monotonic() - start
     message = str(err.value)
     assert str(bad) in message and re.search(expected, message), message
-    events = read_events(log)
-    if caught == OPEN:
-        assert "run_start" not in [e["key"] for e in events]
-    else:
-        assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted", events[-3:]
-    # The table shows the message with the copy's temporary root written <root>: the 100 characters it keeps
-    # would otherwise be mostly that path.
-    seen = message.replace(str(root), "<root>")[:100].replace("|", "/")
-    record(case, "bert", caught, seconds, None if caught == OPEN else log, seen)
+    assert_caught(log, before_run_start=caught == OPEN)
+    record(case, "bert", caught, seconds, None if caught == OPEN else log, message, root)

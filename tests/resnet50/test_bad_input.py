@@ -25,11 +25,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compliance.check import read_events
 from resnet50 import train
 from resnet50.synthetic import SyntheticSpec, write_synthetic
 from tests.conftest import RESNET_CPU_CONFIG
-from tests.faults import record
+from tests.faults import assert_caught, record
 
 TINY = SyntheticSpec(num_classes=2, train_per_class=4, val_per_class=2)
 
@@ -156,12 +155,5 @@ def test_bad_input_fails_naming_the_file_and_what_was_expected(tiny_imagenet, no
     message = str(err.value).strip().splitlines()[-1]
     assert f"{bad}: " in message, message
     assert re.search(expected, message), message
-    events = read_events(log)
-    if caught == OPEN:
-        assert "run_start" not in [e["key"] for e in events]
-    else:
-        assert events[-1]["key"] == "run_stop" and events[-1]["metadata"]["status"] == "aborted", events[-3:]
-    # The table shows the message with the copy's temporary root written <root>: the 100 characters it keeps
-    # would otherwise be mostly that path.
-    seen = message.replace(str(root), "<root>")[:100].replace("|", "/")
-    record(case, "resnet50", caught, seconds, None if caught == OPEN else log, seen)
+    assert_caught(log, before_run_start=caught == OPEN)
+    record(case, "resnet50", caught, seconds, None if caught == OPEN else log, message, root)
