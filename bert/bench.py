@@ -122,7 +122,7 @@ def main(argv=None) -> None:
              "packed, FP8, including evaluation (BERT-large only)."]
     text = bench.table(f"BERT phase-2 training throughput on {bench.device_name(device)}", bench.command("bert", argv),
                        notes, rows, "sequences")
-    bench.write_table(text, "bert", device, args.out)
+    bench.write_table(text, "bert", device, args.out, rows, "sequences")
 
 
 if __name__ == "__main__":

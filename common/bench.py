@@ -16,8 +16,10 @@ writes `docs/perf/<bench>_<device>.md`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import itertools
+import json
 import os
 import re
 import sys
@@ -173,11 +175,38 @@ def command(bench: str, argv) -> str:
     return " ".join(["python3 -m", f"{bench}.bench", *(sys.argv[1:] if argv is None else argv)])
 
 
-def write_table(text: str, bench: str, device: torch.device, out: Path | None = None) -> Path:
-    """Print a benchmark's markdown table and write it to `out` (default docs/perf/<bench>_<device slug>.md)."""
+def row_record(row: Row) -> dict:
+    """One row as the JSON beside its table: what `tools.gpu_check` summarizes across benchmarks."""
+    timing = lambda t: None if t is None else {**dataclasses.asdict(t), "samples_per_s": t.samples_per_s}  # noqa: E731
+    return {"model": row.model, "batch": row.batch, "precision": row.precision, "alone": timing(row.alone),
+            "loaded": timing(row.loaded), "flops_per_sample": row.flops_per_sample, "anchor": row.anchor,
+            "anchor_per_s": anchor_value(row.anchor), "extra": {k: str(v) for k, v in row.extra.items()}}
+
+
+def anchor_value(anchor: str) -> float | None:
+    """NVIDIA's per-GPU figure of a row as a number in the table's unit: its first number ('7,009' -> 7009;
+    '0.331 (678 tokens/s)' -> 0.331), a range's midpoint ('1.6-1.8M' -> 1.7e6); None for '-'."""
+    found = re.match(r"\s*~?([\d,]*\.?\d+)(?:\s*-\s*([\d,]*\.?\d+))?\s*([kKM]?)", anchor)
+    if not found:
+        return None
+    low, high, scale = found.groups()
+    value = float(low.replace(",", "")) if high is None else (float(low.replace(",", "")) +
+                                                              float(high.replace(",", ""))) / 2
+    return value * {"": 1, "k": 1e3, "K": 1e3, "M": 1e6}[scale]
+
+
+def write_table(text: str, bench: str, device: torch.device, out: Path | None = None,
+                rows: list[Row] | None = None, unit: str = "samples") -> Path:
+    """Print a benchmark's markdown table and write it to `out` (default docs/perf/<bench>_<device slug>.md);
+    with `rows`, also their numbers as JSON beside it (`out` with .json), for `tools.gpu_check`'s summary."""
     print(text)
     out = out or REPO_ROOT / "docs" / "perf" / f"{bench}_{device_slug(device)}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+    if rows is not None:
+        record = {"bench": bench, "device": device_name(device), "device_slug": device_slug(device),
+                  "torch": torch.__version__, "unit": unit, "date": datetime.date.today().isoformat(),
+                  "rows": [row_record(r) for r in rows]}
+        out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")
     return out

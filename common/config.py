@@ -96,12 +96,20 @@ class RuntimeConfig:
     dist_timeout_s: int = env_field(
         "DIST_TIMEOUT_S", "seconds a collective waits for the other ranks before the run fails (a hung rank); "
         "PyTorch's own default is 1800", 300)
+    process_group: Literal["auto", "always"] = env_field(
+        "PROCESS_GROUP", "auto: join a process group when there are several ranks; always: also as one process "
+        "(NCCL on a GPU, gloo on a CPU), so a one-GPU check runs the real collectives", "auto")
+    stop_after_evals: int = env_field(
+        "STOP_AFTER_EVALS", "end the run after this many evaluations (run_stop aborted, the log marked "
+        "stop_after_evals, never packaged): a check that the run path works (make gpu-check); 0: to the target", 0)
 
     def __post_init__(self):
         if self.num_workers < 0:
             raise ValueError(f"DATALOADER_WORKERS={self.num_workers} must be >= 0")
         if self.dist_timeout_s <= 0:
             raise ValueError(f"DIST_TIMEOUT_S={self.dist_timeout_s} must be > 0")
+        if self.stop_after_evals < 0:
+            raise ValueError(f"STOP_AFTER_EVALS={self.stop_after_evals} must be >= 0 (0: train to the target)")
 
 
 def require(ok: bool, config_file, variable: str, message: str) -> None:

@@ -126,11 +126,14 @@ def ensure_process_group(device: torch.device) -> None:
                                 rank=0, world_size=1)
 
 
-def start(denv: DistEnv, device_choice: str, seed: int | None,
-          timeout_s: int = DEFAULT_TIMEOUT_S) -> tuple[torch.device, int]:
-    """Pick this rank's device, join the process group, and agree on the run seed (random unless given)."""
+def start(denv: DistEnv, device_choice: str, seed: int | None, timeout_s: int = DEFAULT_TIMEOUT_S,
+          always_group: bool = False) -> tuple[torch.device, int]:
+    """Pick this rank's device, join the process group (`always_group`: a one-rank group for a single process
+    too, PROCESS_GROUP=always), and agree on the run seed (random unless given)."""
     device = select_device(denv, device_choice)
     init_distributed(denv, device, timeout_s)
+    if always_group:
+        ensure_process_group(device)
     return device, broadcast_int(seed if seed is not None else secrets.randbelow(2**31), device)
 
 

@@ -59,11 +59,14 @@ class RunPlan:
 
 
 def log_and_train(run: harness.MLPerfRun, plan: RunPlan, step: TrainStep, batches: Iterator,
-                  evaluate: Callable[[], Any], data_synthetic: bool) -> bool:
-    """The plan's settings, then the timed region: what every run logs, in this order (see the module docstring)."""
+                  evaluate: Callable[[], Any], data_synthetic: bool, stop_after_evals: int = 0) -> bool:
+    """The plan's settings, then the timed region: what every run logs, in this order (see the module docstring).
+    `stop_after_evals` > 0 (STOP_AFTER_EVALS) ends the run after that many evaluations and marks the log so."""
     logger = run.logger
     logger.events(plan.hyperparameters)
     logger.event("data_synthetic", data_synthetic)
+    if stop_after_evals:
+        logger.event("stop_after_evals", stop_after_evals)
     run.start_timed_region()
     logger.event(constants.EVAL_SAMPLES, plan.eval_samples)
     if plan.train_samples is None:
@@ -71,7 +74,7 @@ def log_and_train(run: harness.MLPerfRun, plan: RunPlan, step: TrainStep, batche
     else:
         logger.event(constants.TRAIN_SAMPLES, plan.train_samples)
     return harness.train_to_target(run, plan.schedule, step, batches, evaluate, plan.reached, plan.progress,
-                                   plan.diverged)
+                                   plan.diverged, stop_after_evals)
 
 
 class Session:
@@ -96,7 +99,7 @@ class Session:
         self.run.__enter__()
         try:
             self.device, self.seed = dist.start(self.denv, self.runtime.device, self.args.seed,
-                                                self.runtime.dist_timeout_s)
+                                                self.runtime.dist_timeout_s, self.runtime.process_group == "always")
         except BaseException as e:
             self.run.__exit__(type(e), e, e.__traceback__)
             raise
@@ -121,5 +124,6 @@ class Session:
     def train_to_target(self, plan: RunPlan, step: TrainStep, batches: Iterator,
                         evaluate: Callable[[], Any]) -> bool:
         """Log the plan, start the timed region and train to the target (`log_and_train`)."""
-        self.reached = log_and_train(self.run, plan, step, batches, evaluate, is_synthetic(self.args.data_dir))
+        self.reached = log_and_train(self.run, plan, step, batches, evaluate, is_synthetic(self.args.data_dir),
+                                     self.runtime.stop_after_evals)
         return self.reached

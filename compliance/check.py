@@ -48,6 +48,7 @@ class RunSummary:
     from_this_code: bool = False  # logged by this project's harness
     logs_data_synthetic: bool = False
     preflight: bool = False  # written by compliance.preflight: simulated, nothing was trained
+    stop_after_evals: int = 0  # STOP_AFTER_EVALS: a run cut short on purpose after that many evaluations
     malformed_lines: tuple = ()  # numbers of MLLOG lines whose JSON does not parse
     run_started: bool = False
 
@@ -124,7 +125,8 @@ def summarize(path: Path) -> RunSummary:
                       synthetic=bool(values.get("data_synthetic", False)), seed=values.get("seed"),
                       org=values.get("submission_org"), from_this_code=from_this_code,
                       logs_data_synthetic="data_synthetic" in values,
-                      preflight=bool(values.get("preflight", False)), malformed_lines=tuple(malformed),
+                      preflight=bool(values.get("preflight", False)),
+                      stop_after_evals=int(values.get("stop_after_evals") or 0), malformed_lines=tuple(malformed),
                       run_started="run_start" in values)
 
 
@@ -200,6 +202,8 @@ def main(argv=None) -> int:
         minutes = f"{run.minutes:.3f} min" if run.minutes is not None else "n/a (no run_start/run_stop)"
         data = ("a simulated preflight log, nothing trained" if run.preflight
                 else "synthetic data" if run.synthetic else "real data")
+        if run.stop_after_evals:
+            data += f", stopped after {run.stop_after_evals} evaluation(s) on purpose (STOP_AFTER_EVALS)"
         print(f"{log.name}: {verdict}; benchmark {run.benchmark}, "
               f"run_stop status {run.status}, time to target {minutes}, {data}")
     return 0 if all_passed else 1

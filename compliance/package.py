@@ -103,6 +103,9 @@ def validate_logs(logs: list[Path], spec: BenchmarkSpec, org: str, dry_run: bool
         if run.preflight:
             raise PackageError(f"{log}: a preflight log (compliance.preflight simulates a run and trains nothing); "
                                "it can never be packaged, not even as a dry run")
+        if run.stop_after_evals:
+            raise PackageError(f"{log}: a run cut short after {run.stop_after_evals} evaluation(s) on purpose "
+                               "(STOP_AFTER_EVALS, a check of the run path); it can never be packaged")
         if run.synthetic and not dry_run:
             raise PackageError(f"{log}: this run trained on synthetic data and can never be a result; "
                                "pass --dry-run to package it as a dry run")

@@ -100,7 +100,7 @@ def main(argv=None) -> int:
              "other processes on a shared machine slow multi-threaded CPU kernels a lot."]
     text = bench.table(f"DLRM-DCNv2 training throughput on {bench.device_name(device)}",
                        bench.command("dlrm_dcnv2", argv), notes, rows, "samples")
-    bench.write_table(text, "dlrm_dcnv2", device, args.out)
+    bench.write_table(text, "dlrm_dcnv2", device, args.out, rows, "samples")
     return 0
 
 

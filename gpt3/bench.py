@@ -141,7 +141,7 @@ def main(argv=None) -> None:
              "per GPU), FP8, TP 4 x PP 8, on 512-3,584 GPUs."]
     text = bench.table(f"GPT-3 training throughput on {bench.device_name(device)}", bench.command("gpt3", argv),
                        notes, [row], "sequences")
-    bench.write_table(text, "gpt3", device, args.out)
+    bench.write_table(text, "gpt3", device, args.out, [row], "sequences")
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def main(argv=None) -> None:
              f"~{NVIDIA_H100_IMAGES_PER_S} images/s per H100 at 800/1333."]
     text = bench.table(f"Mask R-CNN training throughput on {bench.device_name(device)}",
                        bench.command("maskrcnn", argv), notes, rows, "images")
-    bench.write_table(text, "maskrcnn", device, args.out)
+    bench.write_table(text, "maskrcnn", device, args.out, rows, "images")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def main(argv=None) -> None:
              "anchor: NVIDIA v3.0, 1x DGX H100 (MXNet + DALI), ~7,009 images/s per H100 at 224 px."]
     text = bench.table(f"ResNet-50 v1.5 training throughput on {bench.device_name(device)}",
                        bench.command("resnet50", argv), notes, rows, "images")
-    bench.write_table(text, "resnet50", device, args.out)
+    bench.write_table(text, "resnet50", device, args.out, rows, "images")
 
 
 if __name__ == "__main__":

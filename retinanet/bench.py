@@ -87,7 +87,7 @@ def main(argv=None) -> None:
              "per H100 at 800 x 800."]
     text = bench.table(f"RetinaNet training throughput on {bench.device_name(device)}",
                        bench.command("retinanet", argv), notes, rows, "images")
-    bench.write_table(text, "retinanet", device, args.out)
+    bench.write_table(text, "retinanet", device, args.out, rows, "images")
 
 
 if __name__ == "__main__":

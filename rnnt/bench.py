@@ -179,7 +179,7 @@ def main(argv=None) -> int:
              "other processes on a shared machine slow multi-threaded CPU kernels a lot."]
     text = bench.table(f"RNN-T training throughput on {bench.device_name(device)}", bench.command("rnnt", argv),
                        notes, rows, "utterances")
-    bench.write_table(text, "rnnt", device, args.out)
+    bench.write_table(text, "rnnt", device, args.out, rows, "utterances")
     return 0
 
 

@@ -94,7 +94,7 @@ def main(argv=None) -> None:
              f"~{NVIDIA_H100_SAMPLES_PER_S} samples/s per H100 at 128^3."]
     text = bench.table(f"3D U-Net training throughput on {bench.device_name(device)}", bench.command("unet3d", argv),
                        notes, rows, "samples")
-    bench.write_table(text, "unet3d", device, args.out)
+    bench.write_table(text, "unet3d", device, args.out, rows, "samples")
 
 
 if __name__ == "__main__":

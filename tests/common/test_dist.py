@@ -40,3 +40,19 @@ def test_slurm_batch_script_is_not_a_task():
 def test_bad_integer_is_named():
     with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
         read_dist_env({"RANK": "0", "WORLD_SIZE": "two"})
+
+
+def test_process_group_always_joins_a_one_rank_group_in_a_single_process():
+    """PROCESS_GROUP=always: one process still runs the real collectives (gloo here, NCCL on a GPU)."""
+    import torch
+    import torch.distributed
+
+    from common import dist as cdist
+    device, seed = cdist.start(cdist.read_dist_env({}), "cpu", 5, 60, always_group=True)
+    try:
+        assert torch.distributed.is_initialized() and torch.distributed.get_world_size() == 1 and seed == 5
+        assert torch.distributed.get_backend() == "gloo"
+        assert cdist.all_reduce_sum(torch.ones(2)).tolist() == [1.0, 1.0]
+    finally:
+        cdist.shutdown()
+    assert not torch.distributed.is_initialized()

@@ -39,7 +39,7 @@ def toy_step(loss=None, steps_per_batch=4):
     return model, step, itertools.repeat(torch.ones(steps_per_batch, 2))
 
 
-def run_toy(tmp_path, accuracies, loss=None, blocks=None, reached=lambda acc: acc >= 0.759):
+def run_toy(tmp_path, accuracies, loss=None, blocks=None, reached=lambda acc: acc >= 0.759, stop_after_evals=0):
     log = tmp_path / "run.log"
     logger = MLPerfLogger(filename=log, stream=open(os.devnull, "w"))
     accuracy = iter(accuracies)
@@ -48,7 +48,7 @@ def run_toy(tmp_path, accuracies, loss=None, blocks=None, reached=lambda acc: ac
         run.log_seed(7)
         run.start_timed_region()
         train_to_target(run, blocks or schedule.every_n_epochs(8, 3, period=4, offset=1), step, batches,
-                        lambda: next(accuracy), reached)
+                        lambda: next(accuracy), reached, stop_after_evals=stop_after_evals)
     logger.close()
     return events(log)
 
@@ -93,6 +93,16 @@ def test_the_loop_trains_each_block_up_to_its_step_then_evaluates_in_eval_mode_w
 def test_out_of_epochs_is_aborted(tmp_path):
     log = run_toy(tmp_path, [0.1, 0.2])
     assert log[-1]["key"] == "run_stop" and log[-1]["metadata"]["status"] == "aborted"
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_stop_after_evals_ends_the_run_aborted_after_that_many_evaluations(tmp_path, stop_after):
+    blocks = schedule.every_n_epochs(16, 3, period=2)  # 8 evaluations, none reaching the target
+    log = run_toy(tmp_path, [0.1] * 8, blocks=blocks, stop_after_evals=stop_after)
+    assert [e["key"] for e in log].count("eval_accuracy") == stop_after
+    assert log[-1]["key"] == "run_stop" and log[-1]["metadata"]["status"] == "aborted"
+    (tmp_path / "unlimited").mkdir()
+    assert [e["key"] for e in run_toy(tmp_path / "unlimited", [0.1] * 8, blocks=blocks)].count("eval_accuracy") == 8
 
 
 def test_exception_is_aborted_and_propagates(tmp_path):

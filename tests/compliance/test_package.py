@@ -178,3 +178,20 @@ def test_bad_logs_and_an_existing_tree_are_refused_by_name_and_nothing_is_overwr
         assert check_main([str(logs[2])]) == 1  # compliance.check fails it too, saying why
     record(f"compliance.package: {case}", "resnet50", "compliance.package", seconds, None,
            "exit 2: compliance.package: " + proc.stderr.strip().split("compliance.package: ", 1)[1])
+
+
+def test_a_run_stopped_on_purpose_after_its_first_evaluations_is_never_packaged(five_logs, tmp_path):
+    """STOP_AFTER_EVALS (make gpu-check's smoke) marks its log: a check of the run path, not a run to score."""
+    from compliance.check import summarize
+
+    lines = five_logs[2].read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if '"key": "data_synthetic"' in line)
+    marker = lines[i].replace('"key": "data_synthetic"', '"key": "stop_after_evals"').replace('"value": true',
+                                                                                              '"value": 1')
+    stopped = tmp_path / "stopped.log"
+    stopped.write_text("\n".join(lines[:i + 1] + [marker] + lines[i + 1:]) + "\n")
+    assert summarize(stopped).stop_after_evals == 1 and summarize(five_logs[2]).stop_after_evals == 0
+    proc = package([*five_logs[:2], stopped, *five_logs[3:]], tmp_path / "out", "--system", "host", "--dry-run")
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert f"{stopped}: a run cut short after 1 evaluation(s) on purpose (STOP_AFTER_EVALS" in proc.stderr
+    assert not (tmp_path / "out").exists()
