@@ -104,7 +104,10 @@ def retinanet_synthetic(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def retinanet_smoke(retinanet_synthetic, tmp_path_factory):
-    return smoke_run("retinanet", RETINANET_CPU_CONFIG, retinanet_synthetic, tmp_path_factory.mktemp("ssd-results"))
+    # A fixed seed, so that CI's time is known rather than drawn: seed 3 of the sweep (docs/sweeps/retinanet.md)
+    # reaches the target at its 5th evaluation, the sweep's median (3 to 8); a random draw took 5 min once.
+    return smoke_run("retinanet", RETINANET_CPU_CONFIG, retinanet_synthetic, tmp_path_factory.mktemp("ssd-results"),
+                     SEED="3")
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +150,8 @@ def rnnt_smoke(rnnt_synthetic, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bert_smoke(bert_synthetic, tmp_path_factory):
-    return smoke_run("bert", BERT_CPU_CONFIG, bert_synthetic, tmp_path_factory.mktemp("bert-results"))
+    # Seed 3 of the sweep (docs/sweeps/bert.md): 11 evaluations, as most seeds (10-11).
+    return smoke_run("bert", BERT_CPU_CONFIG, bert_synthetic, tmp_path_factory.mktemp("bert-results"), SEED="3")
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,8 @@ def rank_pid(rank: int, module: str, logdir: Path) -> int:
 def strike_each_experiment(logs: list[Path], faults: list, module: str, logdir: Path, running) -> list[float]:
     """While `running()`: once experiment i's log shows rank 0's first block_start, `faults[i](pid_of)`
     strikes (None: the experiment runs undisturbed); returns, per struck experiment, the seconds from its fault
-    to the next experiment's log appearing (or to the loop's end)."""
+    to the next experiment's log appearing, or for the last one to its log's run_stop (or to the loop's end): the
+    experiment's end, not the compliance check the launcher runs after it."""
     took, struck, i = [], None, 0
     deadline = time.monotonic() + 900
     while running():
@@ -85,9 +86,12 @@ def strike_each_experiment(logs: list[Path], faults: list, module: str, logdir: 
         if struck is not None and i + 1 < len(logs) and logs[i + 1].exists():
             took.append(time.monotonic() - struck)
             struck, i = None, i + 1
-        if faults[i] is None and i + 1 < len(logs) and logs[i + 1].exists():
+        if struck is not None and i + 1 == len(logs) and '"run_stop"' in logs[i].read_text():
+            took.append(time.monotonic() - struck)
+            struck, i = None, i + 1  # the last experiment is over: nothing is left to strike
+        if i < len(logs) and faults[i] is None and i + 1 < len(logs) and logs[i + 1].exists():
             i += 1  # an experiment left to run as it does
-        if (struck is None and faults[i] is not None and logs[i].exists()
+        if (i < len(logs) and struck is None and faults[i] is not None and logs[i].exists()
                 and '"block_start"' in logs[i].read_text()):
             faults[i](lambda rank: rank_pid(rank, module, logdir))
             struck = time.monotonic()

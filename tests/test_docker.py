@@ -21,6 +21,7 @@ NGC_PYTORCH_PROVIDES = {"torch": "torch", "torchvision": "torchvision", "numpy":
                         "apex": "apex", "transformer_engine": "transformer-engine"}
 DISTRIBUTION_OF = {"mlperf_logging": "mlperf-logging", "nvidia": "nvidia-dali-cuda120", "h5py": "h5py",
                    "sentencepiece": "sentencepiece", "zarr": "zarr", "torchrec": "torchrec",
+                   "fbgemm_gpu": "fbgemm-gpu",
                    "torchmetrics": "torchmetrics", "pycocotools": "pycocotools",
                    "faster_coco_eval": "faster-coco-eval", "scipy": "scipy", "nibabel": "nibabel",
                    "torchaudio": "torchaudio", "soundfile": "soundfile", "matplotlib": "matplotlib", "yaml": "pyyaml"}
