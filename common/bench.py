@@ -142,6 +142,9 @@ class Row:
     flops_per_sample: float | None = None  # model FLOPs of one training sample (forward + backward)
     anchor: str = "-"  # NVIDIA's v3.0 per-GPU throughput at the real shape
     extra: dict = field(default_factory=dict)
+    # What one sample/s of this row is worth in the anchor's unit: 1 at the real shape; a slice of a larger model
+    # (gpt3's layers) scales by its FLOPs per sample over the full model's.
+    anchor_scale: float = 1.0
 
 
 def number(x: float) -> str:
@@ -180,7 +183,8 @@ def row_record(row: Row) -> dict:
     timing = lambda t: None if t is None else {**dataclasses.asdict(t), "samples_per_s": t.samples_per_s}  # noqa: E731
     return {"model": row.model, "batch": row.batch, "precision": row.precision, "alone": timing(row.alone),
             "loaded": timing(row.loaded), "flops_per_sample": row.flops_per_sample, "anchor": row.anchor,
-            "anchor_per_s": anchor_value(row.anchor), "extra": {k: str(v) for k, v in row.extra.items()}}
+            "anchor_per_s": anchor_value(row.anchor), "anchor_scale": row.anchor_scale,
+            "extra": {k: str(v) for k, v in row.extra.items()}}
 
 
 def anchor_value(anchor: str) -> float | None:

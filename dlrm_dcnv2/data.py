@@ -24,11 +24,13 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
-from torchrec import KeyedJaggedTensor
+
+if TYPE_CHECKING:
+    from torchrec import KeyedJaggedTensor
 
 from common import synthetic
 from dlrm_dcnv2.config import RULES
@@ -80,7 +82,7 @@ class Batch:
     """One process's share of a step, on the device; rows past `valid` are padding (eval only)."""
 
     dense: torch.Tensor  # [b, 13] float32
-    sparse: KeyedJaggedTensor  # 26 features, fixed hotness each
+    sparse: KeyedJaggedTensor | list[torch.Tensor]  # 26 features, fixed hotness each (kjt=False: [b, hotness] each)
     labels: torch.Tensor  # [b] float32
     valid: int
 
@@ -266,8 +268,11 @@ def open_split(root: Path, split: str, data_format: str, shape: ModelShape,
                      limit=None if split == "train" else RULES.eval_samples)
 
 
-def to_batch(rows: Rows, hotness: Sequence[int], device: torch.device, pad_to: int | None = None) -> Batch:
-    """Tensors on `device`; with `pad_to`, zero rows are appended (their labels are never scored)."""
+def to_batch(rows: Rows, hotness: Sequence[int], device: torch.device, pad_to: int | None = None,
+             kjt: bool = True) -> Batch:
+    """Tensors on `device`; with `pad_to`, zero rows are appended (their labels are never scored). The ids as
+    one TorchRec KeyedJaggedTensor, or with `kjt=False` one [rows, hotness] tensor per table
+    (`model.TorchEmbeddingBags`)."""
     valid = len(rows)
     if pad_to is not None and pad_to > valid:
         pad = pad_to - valid
@@ -275,23 +280,29 @@ def to_batch(rows: Rows, hotness: Sequence[int], device: torch.device, pad_to: i
                     np.concatenate([rows.dense, np.zeros((pad, RULES.num_dense), np.float32)]),
                     [np.concatenate([s, np.zeros((pad, s.shape[1]), np.int32)]) for s in rows.sparse])
     n = len(rows)
-    # KeyedJaggedTensor layout: all of feature 0's ids, then feature 1's, ...
-    values = torch.from_numpy(np.concatenate([s.reshape(-1) for s in rows.sparse]).astype(np.int64))
-    lengths = torch.from_numpy(np.repeat(np.asarray(hotness, dtype=np.int32), n))
-    sparse = KeyedJaggedTensor(keys=feature_names(len(hotness)), values=values, lengths=lengths)
+    if kjt:
+        from torchrec import KeyedJaggedTensor
+
+        # KeyedJaggedTensor layout: all of feature 0's ids, then feature 1's, ...
+        values = torch.from_numpy(np.concatenate([s.reshape(-1) for s in rows.sparse]).astype(np.int64))
+        lengths = torch.from_numpy(np.repeat(np.asarray(hotness, dtype=np.int32), n))
+        sparse = KeyedJaggedTensor(keys=feature_names(len(hotness)), values=values, lengths=lengths).to(
+            device, non_blocking=True)
+    else:
+        sparse = [torch.from_numpy(s.astype(np.int64)).to(device, non_blocking=True) for s in rows.sparse]
     return Batch(dense=torch.from_numpy(np.ascontiguousarray(rows.dense)).to(device, non_blocking=True),
-                 sparse=sparse.to(device, non_blocking=True),
+                 sparse=sparse,
                  labels=torch.from_numpy(rows.labels.astype(np.float32)).to(device, non_blocking=True),
                  valid=valid)
 
 
 def train_batches(source: RowSource, global_batch: int, rank: int, world_size: int, hotness: Sequence[int],
-                  device: torch.device, first_step: int = 0) -> Iterator[Batch]:
+                  device: torch.device, first_step: int = 0, kjt: bool = True) -> Iterator[Batch]:
     """This rank's slice of every whole global batch, from step `first_step` on (the last partial one is dropped)."""
     local = global_batch // world_size
     for step in range(first_step, len(source) // global_batch):
         start = step * global_batch + rank * local
-        yield to_batch(source.read(start, start + local), hotness, device)
+        yield to_batch(source.read(start, start + local), hotness, device, kjt=kjt)
 
 
 def eval_batches(source: RowSource, global_batch: int, rank: int, world_size: int, hotness: Sequence[int],

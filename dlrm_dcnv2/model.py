@@ -7,16 +7,22 @@
 The embeddings live in one TorchRec `EmbeddingBagCollection`, so that
 `DistributedModelParallel` can shard its tables (see `dlrm_dcnv2.parallelize`).
 `ModelShape.small()` is the same model with small tables and widths for CPUs.
+`embeddings="torch"` puts the same tables in plain `torch.nn.EmbeddingBag`s
+instead (`TorchEmbeddingBags`): one process, no TorchRec or FBGEMM — the
+fallback `dlrm_dcnv2.bench` measures where they are not installed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
 import torch.nn as nn
-from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
 
 from dlrm_dcnv2.config import HOTNESS, RULES, TABLE_ROWS
+
+if TYPE_CHECKING:
+    from torchrec import KeyedJaggedTensor
 
 SMALL_TABLE_ROWS_CAP = 1000  # small(): every table capped at this many rows
 
@@ -94,24 +100,47 @@ class CrossNetwork(nn.Module):
         return x
 
 
+class TorchEmbeddingBags(nn.Module):
+    """The tables as `torch.nn.EmbeddingBag`s (sum pooling, sparse gradients for `torch.optim.Adagrad`); takes
+    each table's ids as a [batch, hotness] tensor (`dlrm_dcnv2.data.to_batch(..., kjt=False)`) and returns the
+    pooled embeddings by feature name, as `EmbeddingBagCollection(...).to_dict()` does."""
+
+    def __init__(self, names: Sequence[str], table_rows: Sequence[int], dim: int,
+                 device: torch.device | str | None = None):
+        super().__init__()
+        self.names = list(names)
+        self.tables = nn.ModuleList(nn.EmbeddingBag(rows, dim, mode="sum", sparse=True, device=device)
+                                    for rows in table_rows)
+
+    def forward(self, ids: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: table(x) for name, table, x in zip(self.names, self.tables, ids)}
+
+
 class DLRMDCNv2(nn.Module):
     """Click-through logits from 13 dense features and 26 multi-hot categorical features."""
 
-    def __init__(self, shape: ModelShape, device: torch.device | str | None = None):
+    def __init__(self, shape: ModelShape, device: torch.device | str | None = None,
+                 embeddings: Literal["torchrec", "torch"] = "torchrec"):
         super().__init__()
         self.shape = shape
         self.feature_names = names = feature_names(len(shape.table_rows))
-        # Tables on `meta` are materialised by DistributedModelParallel on their owning rank only.
-        self.embeddings = EmbeddingBagCollection(tables=[
-            EmbeddingBagConfig(name=f"t_{name}", embedding_dim=shape.embedding_dim, num_embeddings=rows,
-                               feature_names=[name], pooling=PoolingType.SUM)
-            for name, rows in zip(names, shape.table_rows)], device=device)
+        if embeddings == "torch":
+            self.embeddings = TorchEmbeddingBags(names, shape.table_rows, shape.embedding_dim, device)
+        else:
+            from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
+
+            # Tables on `meta` are materialised by DistributedModelParallel on their owning rank only.
+            self.embeddings = EmbeddingBagCollection(tables=[
+                EmbeddingBagConfig(name=f"t_{name}", embedding_dim=shape.embedding_dim, num_embeddings=rows,
+                                   feature_names=[name], pooling=PoolingType.SUM)
+                for name, rows in zip(names, shape.table_rows)], device=device)
         self.bottom_mlp = mlp(shape.bottom_mlp, shape.num_dense, last_activation=True).to(device)
         self.cross = CrossNetwork(shape.interaction_dim, shape.cross_rank, shape.cross_layers).to(device)
         self.top_mlp = mlp(shape.top_mlp, shape.interaction_dim, last_activation=False).to(device)
 
-    def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
+    def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor | Sequence[torch.Tensor]) -> torch.Tensor:
         # A sharded collection returns its features grouped by shard, not in table order: pick by name.
-        pooled = self.embeddings(sparse).to_dict()
+        pooled = self.embeddings(sparse)
+        pooled = pooled if isinstance(pooled, dict) else pooled.to_dict()
         x0 = torch.cat([self.bottom_mlp(dense), *(pooled[name] for name in self.feature_names)], dim=1)
         return self.top_mlp(self.cross(x0)).squeeze(1)

@@ -32,7 +32,6 @@ from common.step import TrainStep
 from dlrm_dcnv2 import data
 from dlrm_dcnv2.config import RULES, DlrmRunConfig
 from dlrm_dcnv2.model import DLRMDCNv2, ModelShape
-from dlrm_dcnv2.parallelize import build_optimizer, parallelize_dlrm, sharding_summary
 
 BENCH_DIR = Path(__file__).resolve().parent
 RUN_CONFIG = DlrmRunConfig
@@ -115,6 +114,10 @@ def run_plan(cfg: DlrmRunConfig, runtime: RuntimeConfig, world_size: int, train_
 
 
 def main(argv=None) -> int:
+    # TorchRec's sharding, imported here: build_step and the rest of this module also serve dlrm_dcnv2.bench's
+    # torch-only fallback, where TorchRec is not installed.
+    from dlrm_dcnv2.parallelize import build_optimizer, parallelize_dlrm, sharding_summary
+
     args = parse_args(argv)
     with Session(RULES.benchmark, args, DlrmRunConfig) as s:
         cfg = s.cfg

@@ -103,7 +103,8 @@ def measure(arch: GPTConfig, minibs: int, micro: int, precision: str, device: to
                      {"tokens/s": f"{alone.samples_per_s * arch.seq_len:,.0f}",
                       "full-model tokens/s at that rate": f"{full_tok_s:,.2f}{ratio}",
                       "peak memory (GiB)": f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if gpu else "-",
-                      "parameters": f"{count_parameters(arch) / 1e9:.3f}B"})
+                      "parameters": f"{count_parameters(arch) / 1e9:.3f}B"},
+                     anchor_scale=flops_per_token(arch) / flops_per_token(FULL))
 
 
 def main(argv=None) -> None:

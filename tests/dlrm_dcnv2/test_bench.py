@@ -38,3 +38,46 @@ def test_full_shape_keeps_the_dense_part_and_n_full_tables():
 def test_nvidia_anchors_read_as_numbers_in_the_table_unit(text, value):
     from common.bench import anchor_value
     assert anchor_value(text) == pytest.approx(value) if value is not None else anchor_value(text) is None
+
+
+def test_the_torch_only_fallback_is_the_same_model_as_torchrecs():
+    """model.TorchEmbeddingBags (what bench measures without TorchRec) given TorchRec's table weights computes the
+    same logits from the same rows, fed as per-table id tensors instead of a KeyedJaggedTensor."""
+    import numpy as np
+    import torch
+
+    from dlrm_dcnv2 import data
+    from dlrm_dcnv2.model import DLRMDCNv2, ModelShape
+
+    torch.manual_seed(0)
+    shape = ModelShape.small()
+    reference, fallback = DLRMDCNv2(shape), DLRMDCNv2(shape, embeddings="torch")
+    state = {k: v for k, v in reference.state_dict().items() if not k.startswith("embeddings.")}
+    for i, name in enumerate(reference.feature_names):
+        state[f"embeddings.tables.{i}.weight"] = reference.embeddings.embedding_bags[f"t_{name}"].weight
+    fallback.load_state_dict(state)
+    rows = bench.random_rows(np.random.default_rng(1), 8, shape)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        want = reference(*(lambda b: (b.dense, b.sparse))(data.to_batch(rows, shape.hotness, cpu)))
+        got = fallback(*(lambda b: (b.dense, b.sparse))(data.to_batch(rows, shape.hotness, cpu, kjt=False)))
+    torch.testing.assert_close(got, want)
+    assert want.std() > 0
+
+
+def test_without_torchrec_the_bench_measures_the_fallback_and_says_so(tmp_path):
+    """As on the GPU check's machine: torchrec and fbgemm_gpu cannot be imported."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "dlrm.md"
+    code = ("import sys; sys.modules.update(torchrec=None, fbgemm_gpu=None); from dlrm_dcnv2 import bench; "
+            f"raise SystemExit(bench.main(['--model', 'debug', '--batch', '64', '--warmup', '1', '--steps', '1', "
+            f"'--out', {str(out)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TorchRec/FBGEMM not installed; measuring the torch.nn.EmbeddingBag fallback" in proc.stdout
+    text = out.read_text()
+    assert "| debug, nn.EmbeddingBag fallback (no TorchRec) | 64 | fp32 |" in text
+    assert "torch-only fallback (TorchRec/FBGEMM not used" in text
+    assert json.loads(out.with_suffix(".json").read_text())["rows"][0]["alone"]["samples_per_s"] > 0

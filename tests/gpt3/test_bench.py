@@ -1,4 +1,4 @@
-"""The throughput benchmark: its FLOP count against NVIDIA's published ratio, and one real (tiny) measurement."""
+"""The throughput benchmark's FLOP count against NVIDIA's published ratio."""
 import dataclasses
 
 import pytest
@@ -17,12 +17,5 @@ def test_flops_count_the_attention_term_per_layer():
     assert flops_per_token(two) - flops_per_token(one) == per_layer
 
 
-def test_the_benchmark_times_real_training_steps_and_writes_its_table(tmp_path, capsys):
-    out = tmp_path / "gpt3_cpu.md"
-    main(["--device", "cpu", "--hidden", "128", "--layers", "1", "--warmup", "1", "--steps", "1", "--out", str(out)])
-    text = out.read_text()
-    assert "1 timed steps after 1 warm-up steps" in text
-    row = [c.strip() for c in text.strip().splitlines()[-1].strip("|").split("|")]
-    assert row[:3] == ["1 layers, hidden 128", "1 (1)", "fp32"]
-    assert float(row[4]) > 0 and float(row[5]) > 0  # sequences/s measured, alone and with the loader
-    assert float(row[8].replace(",", "")) == pytest.approx(2048 * float(row[4]), rel=0.05)  # tokens/s
+# One real (tiny) measurement of gpt3.bench, the same as this file had, runs in make gpu-check's CPU form:
+# tests/test_gpu_check.py::test_the_cpu_form_smokes_gpt3_and_measures_every_benchmark reads its table.
