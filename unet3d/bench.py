@@ -58,7 +58,7 @@ def measure(args, model_size: str, batch: int, size: int, cases: list[data.Case]
     alone, loaded = bench.step_alone_and_with_loader(step, resident, batches, warmup=args.warmup, steps=args.steps,
                                                      device=device)
     full = model_size == "full"
-    return bench.Row("3D U-Net (32-320 filters)" if full else "debug (8-64 filters, 4 stages)",
+    return bench.Row("3D U-Net (32-320 filters)" if full else "debug (8-32 filters, 3 stages)",
                      f"{batch} at {size}^3", args.precision, alone, loaded,
                      TRAIN_TFLOP_PER_SAMPLE * 1e12 * (size / 128) ** 3 if full else None,
                      str(NVIDIA_H100_SAMPLES_PER_S) if full and size == 128 else "-",

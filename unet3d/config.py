@@ -2,7 +2,7 @@
 
 Rule-fixed values (target, the 168/42 case split, patch oversampling, the
 validation overlap, the preprocessing constants) are in `RULES`; DEVICE,
-MODEL_SIZE (full: filters 32-320; debug: the same code with filters 8-64),
+MODEL_SIZE (full: filters 32-320; debug: the same code with filters 8-32),
 PRECISION, TORCH_COMPILE and DATALOADER_WORKERS are
 `common.config.RuntimeConfig`'s.
 """

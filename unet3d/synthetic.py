@@ -19,11 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.ndimage
 
 from common import synthetic
 from unet3d.config import RULES
-from unet3d.data import write_case
 
 
 def hu(value: float) -> float:
@@ -33,9 +31,14 @@ def hu(value: float) -> float:
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    min_side: int = 32  # volume sides are drawn from [min_side, max_side]; at least the CPU training patch (32)
-    max_side: int = 48
-    tumor_radius: float = 0.13  # of the shortest side, +-25%
+    # Volume sides are drawn from [min_side, max_side]: at least the CPU training patch (16), and under 1.25x it, so
+    # that the sliding window (stride 8) scores each volume from one window and an evaluation costs 42 forwards.
+    min_side: int = 16
+    max_side: int = 19
+    # Organs the size real ones are next to a 128^3 patch (a kidney about half its side), not next to a whole CT
+    # volume: at 16-19 voxels a side, kidneys of (0.22, 0.13, 0.11) x 1.4 semi-axes are ~11 x 6 x 5 voxels.
+    kidney_scale: float = 1.4  # kidney semi-axes: (0.22, 0.13, 0.11) of the sides, times this, +-15%
+    tumor_radius: float = 0.25  # of the shortest side, +-25%
     noise: float = 0.25  # voxel noise, in normalised units (~19 HU)
     seed: int = 0
 
@@ -46,6 +49,8 @@ def ellipsoid(shape: tuple, centre: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 
 def draw_case(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray]:
+    import scipy.ndimage  # here, not at the top: see `synthesize`
+
     shape = tuple(int(s) for s in rng.integers(spec.min_side, spec.max_side + 1, size=3))
     size = np.array(shape, dtype=np.float64)
     image = np.full(shape, hu(-1000), dtype=np.float32)
@@ -58,7 +63,7 @@ def draw_case(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.ndarray
     kidneys = []
     for side in (0.3, 0.7):  # left and right of the spine
         centre = size * [0.5, 0.6, side] + rng.normal(0, 1.0, 3)
-        axes = size * [0.22, 0.13, 0.11] * rng.uniform(0.85, 1.15, 3)
+        axes = size * [0.22, 0.13, 0.11] * spec.kidney_scale * rng.uniform(0.85, 1.15, 3)
         kidney = ellipsoid(shape, centre, axes)
         image[kidney], label[kidney] = hu(rng.uniform(160, 200)), 1
         kidneys.append((centre, axes))
@@ -73,7 +78,13 @@ def draw_case(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.ndarray
 
 
 def synthesize(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> dict:
-    """All 210 cases, then the marker."""
+    """All 210 cases, then the marker.
+
+    `unet3d.data` (torch, ~3 s to import on 2 cores) is imported only here: every smoke run first calls
+    `python3 -m unet3d.synthetic DIR`, which finds the dataset already written and needs neither.
+    """
+    from unet3d.data import write_case
+
     if spec.min_side < 1 or spec.max_side < spec.min_side:
         raise ValueError(f"volume sides from {spec.min_side} to {spec.max_side}")
     root = Path(root)

@@ -57,8 +57,8 @@ def test_a_changed_config_changes_the_plan(tmp_path):
 
 
 def test_the_target_needs_both_metrics():
-    plan = plan_of(BENCH / "config_CPU_001x01x004.sh", train_images=383, eval_images=96)
-    assert (plan.train_samples, plan.eval_samples, plan.schedule[0].until_step) == (383, 96, 95)
+    plan = plan_of(BENCH / "config_CPU_001x01x004.sh", train_images=191, eval_images=32)
+    assert (plan.train_samples, plan.eval_samples, plan.schedule[0].until_step) == (191, 32, 47)
     assert not plan.reached({**plan.target, "SEGM": 0.338}) and not plan.reached({**plan.target, "BBOX": 0.376})
 
 

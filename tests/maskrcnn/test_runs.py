@@ -23,7 +23,7 @@ def test_cpu_smoke_run_reaches_both_targets_and_passes_the_checker(maskrcnn_smok
     assert scores[-1]["BBOX"] >= 0.377 and scores[-1]["SEGM"] >= 0.339
     assert not any(s["BBOX"] >= 0.377 and s["SEGM"] >= 0.339 for s in scores[:-1])  # stopped at the first
     value = {e["key"]: e["value"] for e in events}
-    assert (value["train_samples"], value["eval_samples"]) == (383, 96)  # images (one has no annotation)
+    assert (value["train_samples"], value["eval_samples"]) == (191, 32)  # images (one has no annotation)
     assert value["opt_learning_rate_decay_steps"] == [800, 900] and value["num_image_candidates"] == 1000
     assert "RESULT,maskrcnn," in proc.stdout
 

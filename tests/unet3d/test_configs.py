@@ -63,10 +63,10 @@ def test_bad_values_are_refused_naming_the_variable(tmp_path):
 
 def test_a_patch_the_model_cannot_take_and_an_empty_data_dir_are_named(tmp_path):
     run = [sys.executable, "-m", "unet3d.train", "--data-dir", str(tmp_path), "--seed", "1"]
-    proc = subprocess.run(run, cwd=REPO, env=config_env(UNET3D_CPU_CONFIG, INPUT_SHAPE="40"), capture_output=True,
+    proc = subprocess.run(run, cwd=REPO, env=config_env(UNET3D_CPU_CONFIG, INPUT_SHAPE="20"), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0
-    assert "INPUT_SHAPE: 40 must be a multiple of 16 and at least 32 for the debug model" in proc.stdout + proc.stderr
+    assert "INPUT_SHAPE: 20 must be a multiple of 8 and at least 16 for the debug model" in proc.stdout + proc.stderr
     proc = subprocess.run(run, cwd=REPO, env=config_env(UNET3D_CPU_CONFIG), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode != 0

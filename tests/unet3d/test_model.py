@@ -36,15 +36,15 @@ def test_full_model_on_meta_has_the_architectures_parameter_count():
          (128, 64, (2,) * 3, (2,) * 3), (64, 32, (2,) * 3, (2,) * 3)]
 
 
-def test_debug_model_is_the_same_code_narrower_and_one_stage_shallower():
+def test_debug_model_is_the_same_code_narrower_and_two_stages_shallower():
     shape = UNetShape.debug()
     model = build_unet3d(shape)
     assert sum(p.numel() for p in model.parameters()) == unet_parameters(shape.filters)
-    assert (shape.divisor, UNetShape().divisor) == (16, 32)
-    out = model(torch.randn(2, 1, 32, 32, 32))
-    assert out.shape == (2, 3, 32, 32, 32)
-    with pytest.raises(ValueError, match="more than 1 spatial element"):  # a 16^3 patch leaves a 1-voxel bottleneck
-        model(torch.randn(2, 1, 16, 16, 16))
+    assert (shape.divisor, UNetShape().divisor) == (8, 32)
+    out = model(torch.randn(2, 1, 16, 16, 16))
+    assert out.shape == (2, 3, 16, 16, 16)
+    with pytest.raises(ValueError, match="more than 1 spatial element"):  # an 8^3 patch leaves a 1-voxel bottleneck
+        model(torch.randn(2, 1, 8, 8, 8))
 
 
 def test_dice_of_the_ground_truth_is_one_and_of_a_disjoint_prediction_is_zero():

@@ -19,7 +19,7 @@ def test_cpu_smoke_run_reaches_the_target_and_passes_the_checker(unet3d_smoke):
     assert 0.908 <= dice[-1] < 1.0 and all(d < 0.908 for d in dice[:-1])
     value = {e["key"]: e["value"] for e in events}
     assert (value["train_samples"], value["eval_samples"], value["samples_per_epoch"]) == (168, 42, 168)
-    assert (value["training_input_shape"], value["validation_overlap"], value["oversampling"]) == ([32] * 3, 0.5, 0.4)
+    assert (value["training_input_shape"], value["validation_overlap"], value["oversampling"]) == ([16] * 3, 0.5, 0.4)
     assert "RESULT,unet3d," in proc.stdout
 
 
