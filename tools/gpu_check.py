@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -135,7 +135,27 @@ def run_child(cmd: list[str], env: dict, timeout_s: float, output: Path) -> tupl
 
 
 def missing_modules(bench: str, kind: str) -> list[str]:
-    return [m for m in NEEDS.get((bench, kind), ()) if importlib.util.find_spec(m) is None]
+    """What `NEEDS` names for this stage and does not import here (as dlrm_dcnv2.bench decides its fallback: a
+    library built for another torch fails to load, OSError, and counts as missing)."""
+    missing = []
+    for name in NEEDS.get((bench, kind), ()):
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError):
+            missing.append(name)
+    return missing
+
+
+def ended_badly(stage: Stage, rc: int | None, ok: tuple[int, ...], wrote: bool, timeout_s: float,
+                output: Path) -> bool:
+    """Mark `stage` timed out (rc None) or failed (rc not in `ok`, or what it writes is missing; with its output's
+    last line); True if so."""
+    if rc is None:
+        stage.status, stage.detail = "timed out", f"killed after {stage.seconds:.0f} s (budget {timeout_s:.0f} s)"
+    elif rc not in ok or not wrote:
+        tail = output.read_text().strip().splitlines()[-1:] or [""]
+        stage.status, stage.detail = "failed", f"exit {rc}: {tail[0][:200]}"
+    return stage.status in ("timed out", "failed")
 
 
 def child_env(device: str, **extra: str) -> dict:
@@ -177,12 +197,8 @@ def smoke(stage: Stage, device: str, data_root: Path, logs: Path, timeout_s: flo
                                 timeout_s - took, output)
         took += train_s
     stage.seconds = took
-    if rc is None:
-        stage.status, stage.detail = "timed out", f"killed after {took:.0f} s (budget {timeout_s:.0f} s)"
-        return
-    tail = output.read_text().strip().splitlines()[-1:] or [""]
-    if rc not in (0, 1) or not mllog.is_file():  # 1: run_stop aborted, as STOP_AFTER_EVALS ends a run
-        stage.status, stage.detail = "failed", f"exit {rc}: {tail[0][:200]}"
+    # exit 1: run_stop aborted, as STOP_AFTER_EVALS ends a run
+    if ended_badly(stage, rc, (0, 1), mllog.is_file(), timeout_s, output):
         return
     run = summarize(mllog)
     passed, checker = run_checker(mllog)
@@ -209,12 +225,7 @@ def measure(stage: Stage, device: str, perf: Path, logs: Path, slug: str, timeou
     cmd = [sys.executable, "-m", f"{bench}.bench", "--device", device, *args, *(["--compile"] if compile_ else []),
            "--out", str(table)]
     rc, stage.seconds = run_child(cmd, child_env(device), timeout_s, output)
-    if rc is None:
-        stage.status, stage.detail = "timed out", f"killed after {stage.seconds:.0f} s (budget {timeout_s:.0f} s)"
-    elif rc != 0 or not table.with_suffix(".json").is_file():
-        tail = output.read_text().strip().splitlines()[-1:] or [""]
-        stage.status, stage.detail = "failed", f"exit {rc}: {tail[0][:200]}"
-    else:
+    if not ended_badly(stage, rc, (0,), table.with_suffix(".json").is_file(), timeout_s, output):
         stage.status, stage.table = "passed", str(table.relative_to(perf.parent))
         stage.detail = " ".join(args)
 
