@@ -1,5 +1,5 @@
-# The README's two commands. Both create .venv on first use (pinned versions
-# from pyproject.toml) and need nothing but Python 3.11 and the package index.
+# The README's make targets. smoke, test, dryrun and gpu-check DEVICE=cpu create .venv on first use
+# (pinned versions from pyproject.toml) and need nothing but Python 3.11 and the package index.
 #   make smoke [BENCH=<folder>]   one CPU run on synthetic data, checked and timed
 #   make test                     the whole test suite
 #   make dryrun                   every benchmark x its required runs, packaged and scored (resumable)

@@ -177,7 +177,7 @@ def test_bad_logs_and_an_existing_tree_are_refused_by_name_and_nothing_is_overwr
     if case in ("truncated", "corrupted json"):
         assert check_main([str(logs[2])]) == 1  # compliance.check fails it too, saying why
     record(f"compliance.package: {case}", "resnet50", "compliance.package", seconds, None,
-           "exit 2: compliance.package: " + proc.stderr.strip().split("compliance.package: ", 1)[1])
+           "exit 2: compliance.package: " + proc.stderr.strip().split("compliance.package: ", 1)[1], root=tmp_path)
 
 
 def test_a_run_stopped_on_purpose_after_its_first_evaluations_is_never_packaged(five_logs, tmp_path):
