@@ -10,6 +10,7 @@ writes the table of what those tests measured (tests/conftest.py's pytest_sessio
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -24,10 +25,11 @@ def record(fault: str, bench: str, launcher: str, seconds: float, log: Path | No
            root: Path | None = None) -> None:
     """A row of the fault table: `seconds` from the fault to the experiment's end, whether its log is complete
     (ends with run_stop), what the user sees (its first 100 characters, a test's temporary `root` shown as
-    <root>, so the cell shows the file rather than the path)."""
+    <root> and other pytest folders as <tmp>/, so the cell shows the file rather than the path)."""
     complete = "n/a (no run started)" if log is None else "yes" if read_events(log)[-1]["key"] == "run_stop" else "NO"
     if root is not None:
         seen = seen.replace(str(root), "<root>")
+    seen = re.sub(r"/tmp/pytest-of-[^/\s]+/pytest-\d+/", "<tmp>/", seen)  # another test's folder (a fixture's)
     ROWS.append({"fault": fault, "bench": bench, "launcher": launcher, "seconds": seconds, "complete": complete,
                  "seen": seen[:100]})
 
