@@ -14,6 +14,9 @@ from typing import Iterable
 
 import torch
 import torch.nn as nn
+# at import, before init_start: importing torchmetrics takes ~2 s on 2 cores, which inside the first
+# evaluation would count toward the time to train
+from torchmetrics.text import WordErrorRate
 
 from common import dist
 from rnnt.config import RULES
@@ -43,8 +46,6 @@ class EMA:
 
 def error_counts(hypotheses: list[str], references: list[str]) -> tuple[int, int]:
     """(word edits, reference words) of a batch of transcripts, by torchmetrics' WordErrorRate."""
-    from torchmetrics.text import WordErrorRate
-
     metric = WordErrorRate()
     metric.update(hypotheses, references)
     return int(metric.errors), int(metric.total)
