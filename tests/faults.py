@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from compliance.check import read_events
 
 EXIT_LIMIT_S = 60
 ROWS: list[dict] = []  # one per fault a test tried: what the table shows
+# pytest's per-session folders, <temp dir>/pytest-of-<user>/pytest-<n>/, wherever TMPDIR puts them
+PYTEST_TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/pytest-of-[^/\s]+/pytest-\d+/")
 
 
 def record(fault: str, bench: str, launcher: str, seconds: float, log: Path | None, seen: str,
@@ -29,7 +32,7 @@ def record(fault: str, bench: str, launcher: str, seconds: float, log: Path | No
     complete = "n/a (no run started)" if log is None else "yes" if read_events(log)[-1]["key"] == "run_stop" else "NO"
     if root is not None:
         seen = seen.replace(str(root), "<root>")
-    seen = re.sub(r"/tmp/pytest-of-[^/\s]+/pytest-\d+/", "<tmp>/", seen)  # another test's folder (a fixture's)
+    seen = PYTEST_TMP.sub("<tmp>/", seen)  # another test's folder (a fixture's)
     ROWS.append({"fault": fault, "bench": bench, "launcher": launcher, "seconds": seconds, "complete": complete,
                  "seen": seen[:100]})
 
