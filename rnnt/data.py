@@ -258,6 +258,13 @@ class TrainUtterances(Dataset):
         return prepare_audio(read_audio(utterance.path, utterance.num_samples), rng), utterance.tokens
 
 
+def eval_shard(utterances: list[Utterance], rank: int, world_size: int) -> list[int]:
+    """This rank's dev-set indices: every `world_size`-th utterance in order of duration, so that a batch of
+    them pads to little (the WER is a sum over utterances, whatever their order); each utterance on one rank."""
+    by_duration = sorted(range(len(utterances)), key=lambda i: (utterances[i].duration, i))
+    return by_duration[rank::world_size]
+
+
 class EvalUtterances(Dataset):
     def __init__(self, utterances: list[Utterance]):
         self.utterances = utterances

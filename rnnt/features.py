@@ -82,7 +82,8 @@ class Features(nn.Module):
         audio = torch.cat([audio[:, :1] * (1 - RULES.preemphasis), audio[:, 1:] - RULES.preemphasis * audio[:, :-1]],
                           dim=1) * mask
         spec = torch.stft(audio, RULES.n_fft, RULES.hop, RULES.window, self.window, center=True, pad_mode="reflect",
-                          return_complex=True).abs().pow(2)  # (B, 257, T)
+                          return_complex=True)
+        spec = spec.real ** 2 + spec.imag ** 2  # |STFT|^2, (B, 257, T): no square root to undo (abs().pow(2))
         x = torch.log(torch.clamp(torch.matmul(self.fbanks.T, spec), min=1e-20))  # (B, 80, T)
         frames = self.frames(lengths)
         valid = (torch.arange(x.shape[2], device=x.device)[None] < frames[:, None])[:, None]  # (B, 1, T)
@@ -108,21 +109,28 @@ def spec_augment(x: torch.Tensor, frames: torch.Tensor, generator: torch.Generat
     """The reference's SpecAugment on (B, 80, T) features: per utterance 2 frequency masks of width 0-20 bins and
     10 time masks of width 0 to round(3% of its frames), starts drawn over the padded batch length; zeros."""
     batch, mels, t_pad = x.shape
-    keep = torch.ones_like(x, dtype=torch.bool)
 
     def draw(high: int) -> int:
         return int(torch.randint(0, high + 1, (1,), generator=generator))
 
+    freq, times = [], []  # (utterance, start, width) of each mask, drawn in the reference's order
     for b in range(batch):
         for _ in range(RULES.freq_masks):
             width = draw(RULES.freq_mask_max)
-            start = draw(mels - width)
-            keep[b, start:start + width] = False
+            freq.append((b, draw(mels - width), width))
         widest = round(RULES.time_mask_max * int(frames[b]))
         for _ in range(RULES.time_masks):
             width = draw(widest)
-            start = draw(max(0, t_pad - width))
-            keep[b, :, start:start + width] = False
+            times.append((b, draw(max(0, t_pad - width)), width))
+
+    def masked(spans: list[tuple[int, int, int]], size: int) -> torch.Tensor:
+        """(batch, size): True where any of an utterance's spans covers the position."""
+        b, start, width = torch.tensor(spans, device=x.device).T
+        position = torch.arange(size, device=x.device)
+        cover = (position >= start[:, None]) & (position < (start + width)[:, None])  # (spans, size)
+        return torch.zeros(batch, size, dtype=torch.long, device=x.device).index_add_(0, b, cover.long()) > 0
+
+    keep = ~(masked(freq, mels)[:, :, None] | masked(times, t_pad)[:, None, :])
     return x * keep
 
 

@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         common = dict(num_workers=s.runtime.num_workers, collate_fn=data.collate, pin_memory=s.device.type == "cuda",
                       persistent_workers=s.runtime.num_workers > 0)
         train_loader = DataLoader(data.TrainUtterances(train, s.seed), batch_sampler=sampler, **common)
-        shard = Subset(data.EvalUtterances(val), range(s.rank, len(val), s.world_size))
+        shard = Subset(data.EvalUtterances(val), data.eval_shard(val, s.rank, s.world_size))
         eval_loader = DataLoader(shard, batch_size=cfg.eval_batch_size, shuffle=False, **common)
         epoch_steps = steps_per_epoch(cfg, s.world_size, len(train))
         if (len(sampler) // cfg.accumulation, sampler.samples_per_epoch) != (epoch_steps, plan.train_samples):

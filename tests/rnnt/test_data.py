@@ -7,7 +7,8 @@ import sentencepiece
 import soundfile
 import torch
 
-from rnnt.data import DataError, EpochBatches, Tokenizer, collate, manifest_path, read_audio, read_manifest
+from rnnt.data import (DataError, EpochBatches, Tokenizer, Utterance, collate, eval_shard, manifest_path, read_audio,
+                       read_manifest)
 from rnnt.evaluate import error_counts
 
 WORDS = "the cat sat on a mat and then ran far away from every dog in town".split()
@@ -88,6 +89,17 @@ def test_epoch_batches_drop_the_remainder_and_split_each_global_batch_over_ranks
     assert not np.array_equal(order, ranks[0].epoch_order(3))
     bucketed = EpochBatches(durations, 5, 2, 0, seed=3, num_buckets=2).epoch_order(1)
     assert bucketed.shape == (10, 10)
+
+
+def test_the_dev_set_is_split_over_ranks_in_order_of_duration_each_utterance_once():
+    durations = np.random.default_rng(1).uniform(1, 35, 11).round(1)
+    utterances = [Utterance(f"{i}.wav", "the cat", float(d), (1, 2), int(d * 16000)) for i, d in enumerate(durations)]
+    shards = [eval_shard(utterances, rank, 3) for rank in range(3)]
+    assert sorted(i for shard in shards for i in shard) == list(range(11))
+    assert [len(shard) for shard in shards] == [4, 4, 3]
+    for shard in shards:
+        assert np.all(np.diff(durations[shard]) >= 0)
+    assert eval_shard(utterances, 0, 1) == sorted(range(11), key=lambda i: (durations[i], i))
 
 
 def test_collate_pads_audio_and_labels():

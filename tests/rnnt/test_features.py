@@ -35,6 +35,26 @@ def test_each_mel_bin_is_normalised_over_the_utterances_own_frames():
         assert torch.all(x[b, :, n:] == 0)
 
 
+def test_log_mel_is_torchaudios_mel_spectrogram_of_the_dithered_pre_emphasised_audio():
+    """An independent front end: torchaudio's MelSpectrogram (power 2, slaney) after the same dither draws and
+    pre-emphasis, then log and normalisation, matches Features.log_mel."""
+    import torchaudio
+
+    audio = torch.from_numpy(tone(0.7, 523) + tone(0.7, 1900)[::-1].copy())[None]
+    torch.manual_seed(3)
+    x, frames = Features().log_mel(audio, torch.tensor([audio.shape[1]]))
+    torch.manual_seed(3)
+    dithered = audio + 1e-5 * torch.randn_like(audio)
+    emphasised = torch.cat([dithered[:, :1] * 0.03, dithered[:, 1:] - 0.97 * dithered[:, :-1]], dim=1)
+    mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=512, win_length=320, hop_length=160, f_min=0.0,
+                                               f_max=8000.0, n_mels=80, power=2.0, norm="slaney",
+                                               mel_scale="slaney")(emphasised)
+    log = torch.log(mel.clamp(min=1e-20))
+    expected = (log - log.mean(2, keepdim=True)) / log.std(2, unbiased=False, keepdim=True)
+    assert frames.tolist() == [71] and x.shape == expected.shape == (1, 80, 71)
+    torch.testing.assert_close(x, expected, atol=2e-4, rtol=1e-4)
+
+
 def test_speed_perturbation_scales_the_duration_and_silence_is_trimmed():
     audio = tone(1.0)
     assert len(speed_perturb(audio, 1.15)) == pytest.approx(1.15 * 16000, abs=2)  # slower: longer
@@ -55,6 +75,29 @@ def test_spec_augment_masks_at_most_the_rules_widths():
         assert masked_bins <= 2 * 20
         assert masked_frames <= 10 * round(0.03 * n)
     assert (out == 0).any() and (out == 1).any()
+
+
+def test_spec_augment_masks_what_the_reference_loop_masks_with_the_same_draws():
+    """The masks are built at once from draws made in the reference's order: slice by slice, as the reference
+    zeroes them, the same generator gives the same zeros (and leaves the generator where it does)."""
+    x = torch.randn(5, 80, 90)
+    frames = torch.tensor([90, 70, 33, 10, 1])
+    generator = torch.Generator().manual_seed(4)
+    out = spec_augment(x, frames, generator)
+    draws = torch.Generator().manual_seed(4)
+    expected = x.clone()
+    for b in range(5):
+        for _ in range(2):
+            width = int(torch.randint(0, 21, (1,), generator=draws))
+            start = int(torch.randint(0, 80 - width + 1, (1,), generator=draws))
+            expected[b, start:start + width] = 0
+        widest = round(0.03 * int(frames[b]))
+        for _ in range(10):
+            width = int(torch.randint(0, widest + 1, (1,), generator=draws))
+            start = int(torch.randint(0, max(0, 90 - width) + 1, (1,), generator=draws))
+            expected[b, :, start:start + width] = 0
+    assert torch.equal(out, expected) and (out == 0).any()
+    assert torch.equal(generator.get_state(), draws.get_state())
 
 
 def test_silence_trimming_equals_the_direct_moving_window():
