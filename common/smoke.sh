@@ -14,5 +14,6 @@ source "${configs[0]}"
 export DATADIR=${DATADIR:-${repo}/data/${bench}-synthetic}
 export LOGDIR=${LOGDIR:-${repo}/results/${bench}}
 export NEXP=1
-python3 -m "${bench}.synthetic" "${DATADIR}"
+# DATA_CHECKED=1: the caller (the dry run) has already run this check on DATADIR
+[[ "${DATA_CHECKED:-}" == 1 ]] || python3 -m "${bench}.synthetic" "${DATADIR}"
 exec "${repo}/common/run_local.sh"

@@ -7,7 +7,9 @@
 For each benchmark (compliance.package.BENCHMARKS: 5/10/10/3/5/5/40/10 runs),
 run i of N is `common/smoke.sh BENCH` (what `make smoke BENCH=...` runs: the
 CPU config on the synthetic dataset through run_local.sh) with SEED
-seed-base + i - 1, so the seeds are distinct and a dry run is reproducible.
+seed-base + i - 1, so the seeds are distinct and a dry run is reproducible;
+the benchmark's synthetic dataset is written or checked once before its runs
+(`python3 -m <bench>.synthetic DIR`), and the runs skip smoke.sh's own check.
 Each run's log, output and verdict are kept in <store>/<bench>/run_<i>/; a
 run whose result.json is there and whose log still passes the official
 compliance checker (compliance.check: the log's sha256 is recorded, so an edited
@@ -152,16 +154,48 @@ def checked_in_output(run: Run) -> bool:
     return bool(found) and found[-1].startswith("SUCCESS")
 
 
-def execute(run: Run, data_dir: Path | None, threads: int | None) -> dict:
-    """One smoke run; its verdict recorded in run.record."""
+def data_dir_of(bench: str, data_dirs: dict[str, Path]) -> Path:
+    """The benchmark's synthetic dataset: --data-dir's, else smoke.sh's default."""
+    return data_dirs.get(bench, REPO_ROOT / "data" / f"{bench}-synthetic")
+
+
+class SmokeDataError(RuntimeError):
+    """A benchmark's synthetic dataset could not be written or checked."""
+
+
+def prepare_data(bench: str, data_dir: Path) -> None:
+    """`python3 -m <bench>.synthetic DIR` once, before the benchmark's runs (it writes the set on first use, else
+    checks it is the one the code writes); the runs then skip smoke.sh's own check (DATA_CHECKED=1), which for most
+    benchmarks costs an import of torch per run. A check that fails is a SmokeDataError naming the command."""
+    command = [sys.executable, "-m", f"{bench}.synthetic", str(data_dir)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    RUNNING.add(proc)
+    try:
+        output, _ = proc.communicate()
+    except BaseException:  # interrupted while writing: the writer is stopped too
+        STOPPING.set()
+        stop_running()
+        raise
+    finally:
+        RUNNING.discard(proc)
+    if STOPPING.is_set() or proc.returncode < 0:
+        raise KeyboardInterrupt
+    if proc.returncode != 0:
+        raise SmokeDataError(f"{' '.join(command[1:])}: exit status {proc.returncode}\n{output.strip()}")
+    print(f"{output.strip()} ({time.perf_counter() - start:.1f} s)", flush=True)
+
+
+def execute(run: Run, data_dir: Path, threads: int | None) -> dict:
+    """One smoke run on the checked dataset `data_dir`; its verdict recorded in run.record."""
     if run.folder.exists():
         shutil.rmtree(run.folder)
     run.folder.mkdir(parents=True)
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "SEED": str(run.seed), "LOGDIR": str(run.folder), "DATESTAMP": DATESTAMP,
-           "MLPERF_SUBMISSION_ORG": ORG}  # the org the package is built for
-    if data_dir is not None:
-        env["DATADIR"] = str(data_dir)
+           "MLPERF_SUBMISSION_ORG": ORG,  # the org the package is built for
+           "DATADIR": str(data_dir), "DATA_CHECKED": "1"}  # prepare_data checked it
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
@@ -239,8 +273,12 @@ def run_all(runs: list[Run], jobs: int, data_dirs: dict[str, Path]) -> dict[Run,
             results[run] = result
             print(f"{progress.finished(run, result.get('wall_s'))} "
                   f"{describe(run, result, BENCHMARKS[bench].result_count)} (kept from an earlier dry run)", flush=True)
+        if not todo:
+            continue
+        data_dir = data_dir_of(bench, data_dirs)
+        prepare_data(bench, data_dir)
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(execute, run, data_dirs.get(bench), threads): run for run in todo}
+            futures = {pool.submit(execute, run, data_dir, threads): run for run in todo}
             try:
                 for future in concurrent.futures.as_completed(futures):
                     run = futures[future]
@@ -338,6 +376,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("dry run interrupted; the finished runs are kept and the next call resumes", file=sys.stderr)
         return 130
+    except SmokeDataError as err:
+        print(f"FAILED: the synthetic dataset: {err}", file=sys.stderr)
+        return 1
     failed = [run for run in runs if not finished(results[run])]
     table = timing_table(runs, results)
     (store / "timing.md").write_text(table)

@@ -99,6 +99,16 @@ def test_bad_arguments_are_named():
     assert proc.returncode == 2 and "--data-dir 'nosuch=/tmp': expected BENCH=PATH" in proc.stderr
 
 
+def test_a_dataset_that_cannot_be_written_fails_the_dry_run_before_any_run_naming_the_command(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "compliance.dryrun", "--bench", "gpt3", "--store", str(tmp_path / "s"),
+                           f"--data-dir=gpt3={not_a_folder}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"FAILED: the synthetic dataset: -m gpt3.synthetic {not_a_folder}: exit status 1" in proc.stderr
+    assert not (tmp_path / "s" / "gpt3" / "run_1").exists()
+
+
 def test_the_verdict_is_read_from_the_experiment_loops_own_check(tmp_path):
     from compliance.dryrun import Run, checked_in_output
 
