@@ -51,7 +51,7 @@ def measure(args, model_size: str, batch: int, size: int, files: Path, device: t
     torch.manual_seed(0)
     model = build_maskrcnn(MaskRCNNShape.debug() if model_size == "debug" else MaskRCNNShape(), min_size=size,
                            max_size=max_size, num_image_candidates=cfg.num_image_candidates,
-                           candidates_per_image=False)
+                           candidates_per_image=False, roi_align=args.roi_align)
     model = parallelize(model, device=device, world_size=1, precision=precision, torch_compile=args.compile)
     step = build_step(model, cfg, precision, device)
     train_loader = data.build_loaders(files, num_classes=RULES.num_classes, batch_size=batch, eval_batch_size=batch,
@@ -66,7 +66,7 @@ def measure(args, model_size: str, batch: int, size: int, files: Path, device: t
     return bench.Row("Mask R-CNN R50-FPN" if full else "debug (ResNet-18 FPN)", f"{batch} at {size}/{max_size} px",
                      args.precision, alone, loaded, None,
                      str(NVIDIA_H100_IMAGES_PER_S) if full and size == RULES.min_size else "-",
-                     {"compile": args.compile, "loader workers": args.workers})
+                     {"compile": args.compile, "loader workers": args.workers, "RoIAlign": args.roi_align})
 
 
 def fake_results(images: int, per_image: int, rng: np.random.Generator) -> list[dict]:
@@ -113,6 +113,8 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=None, help="shorter side (default: GPU 800; CPU 96 and 320)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: GPU 8, CPU 2)")
+    parser.add_argument("--roi-align", choices=["torchvision", "separable"], default="torchvision",
+                        help="ROI_ALIGN: torchvision's kernels or maskrcnn.roi_align's two matmuls (the CPU config's)")
     parser.add_argument("--gather", action="store_true", help="time the evaluation gather instead (see above)")
     args, device = bench.parse(parser, argv, warmup=(10, 1), steps=(30, 3))
     if args.gather:

@@ -84,6 +84,9 @@ class MaskRCNNConfig:
     max_size: int = env_field("MAX_SIZE", "longest image side after resizing; the rules' 1333", RULES.max_size)
     coco_eval: Literal["pycocotools", "faster"] = env_field(
         "COCO_EVAL", "COCOeval of the references (pycocotools) or faster-coco-eval's drop-in", "pycocotools")
+    roi_align: Literal["torchvision", "separable"] = env_field(
+        "ROI_ALIGN", "torchvision's RoIAlign kernels, or the same RoIAlign as two matmuls (maskrcnn.roi_align: "
+        "faster on a CPU)", "torchvision")
 
     def __post_init__(self):
         for name, value in (("BATCHSIZE", self.batch_size), ("NUMEPOCHS", self.num_epochs),

@@ -19,6 +19,7 @@ export NUM_IMAGE_CANDIDATES=1000
 export CANDIDATES_PER_IMAGE=0
 export MIN_SIZE=96
 export MAX_SIZE=160
+export ROI_ALIGN=separable  # RoIAlign as two matmuls (maskrcnn/roi_align.py): torchvision's CPU backward is serial
 export DATALOADER_WORKERS=1
 export DEVICE=cpu
 

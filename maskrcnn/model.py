@@ -45,6 +45,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from common import detection
 from common.detection import BackboneError  # noqa: F401  (raised by load_backbone)
 from maskrcnn.config import RULES
+from maskrcnn.roi_align import SeparableMultiScaleRoIAlign
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def seed_sampling(model: MaskRCNN, keys: list[tuple[int, ...]]) -> None:
 
 def build_maskrcnn(shape: MaskRCNNShape = MaskRCNNShape(), *, min_size: int = RULES.min_size,
                    max_size: int = RULES.max_size, num_image_candidates: int = 2000,
-                   candidates_per_image: bool = True) -> MaskRCNN:
+                   candidates_per_image: bool = True, roi_align: str = "torchvision") -> MaskRCNN:
     backbone = resnet_fpn_backbone(backbone_name=shape.backbone, weights=None, norm_layer=FrozenBatchNorm2d,
                                    trainable_layers=shape.trainable_layers)
     if shape.fpn_channels != backbone.out_channels:  # the debug shape: a narrower FPN, and so narrower heads
@@ -187,6 +188,11 @@ def build_maskrcnn(shape: MaskRCNNShape = MaskRCNNShape(), *, min_size: int = RU
     model.roi_heads.__class__ = ReferenceRoIHeads
     if not candidates_per_image:
         model.rpn.__class__ = BatchCandidatesRPN
+    if roi_align == "separable":  # the same pooling as two matmuls per image (a CPU fast path)
+        for pool in (model.roi_heads.box_roi_pool, model.roi_heads.mask_roi_pool):
+            pool.__class__ = SeparableMultiScaleRoIAlign
+    elif roi_align != "torchvision":
+        raise ValueError(f"roi_align {roi_align!r}: expected torchvision or separable")
     detection.float32_box_math(model.rpn.anchor_generator, model.rpn.box_coder, model.roi_heads.box_coder)
     for owner, salt in ((model.rpn, 0), (model.roi_heads, 1)):
         sampler = owner.fg_bg_sampler

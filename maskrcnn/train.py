@@ -51,7 +51,7 @@ def build_model(cfg: MaskRCNNConfig, model_size: str) -> nn.Module:
     return build_maskrcnn(MaskRCNNShape.debug() if model_size == "debug" else MaskRCNNShape(),
                           min_size=cfg.min_size, max_size=cfg.max_size,
                           num_image_candidates=cfg.num_image_candidates,
-                          candidates_per_image=cfg.candidates_per_image)
+                          candidates_per_image=cfg.candidates_per_image, roi_align=cfg.roi_align)
 
 
 def parallelize(model: nn.Module, *, device: torch.device, world_size: int, precision: Precision,
