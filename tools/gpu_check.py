@@ -189,7 +189,10 @@ def smoke(stage: Stage, device: str, data_root: Path, logs: Path, timeout_s: flo
     bench, output = stage.bench, logs / f"{stage.bench}_smoke.out"
     stage.output = str(output.relative_to(logs.parent))
     data, mllog = data_root / bench, logs / f"{bench}_smoke.log"
-    env = child_env(device, DEVICE=device, PRECISION="bf16", PROCESS_GROUP="always", STOP_AFTER_EVALS="1")
+    # on a GPU, the GPU configs' kernels where a CPU config picks a CPU fast path (maskrcnn's ROI_ALIGN)
+    gpu_kernels = {"ROI_ALIGN": "torchvision"} if device != "cpu" else {}
+    env = child_env(device, DEVICE=device, PRECISION="bf16", PROCESS_GROUP="always", STOP_AFTER_EVALS="1",
+                    **gpu_kernels)
     rc, took = run_child([sys.executable, "-m", f"{bench}.synthetic", str(data)], env, timeout_s, output)
     if rc == 0:
         rc, train_s = run_child([sys.executable, "-m", f"{bench}.train", "--config", str(cpu_config(bench)),
