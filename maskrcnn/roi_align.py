@@ -57,7 +57,7 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: tuple[int
                          "adaptive one samples each RoI differently)")
     (ph, pw), (n, c, h, w) = output_size, features.shape
     with torch.no_grad():
-        rois = rois.detach().to(features.dtype)
+        rois = rois.to(features.dtype)
         x1, y1, x2, y2 = (rois[:, 1:] * spatial_scale).unbind(1)
         width, height = (x2 - x1).clamp(min=1.0), (y2 - y1).clamp(min=1.0)  # aligned=False: at least a cell
         wy = axis_weights(y1, height / ph, ph, sampling_ratio, h)

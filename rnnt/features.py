@@ -113,22 +113,22 @@ def spec_augment(x: torch.Tensor, frames: torch.Tensor, generator: torch.Generat
     def draw(high: int) -> int:
         return int(torch.randint(0, high + 1, (1,), generator=generator))
 
-    freq, times = [], []  # (utterance, start, width) of each mask, drawn in the reference's order
+    freq, times = [], []  # (start, width) of each mask, utterance by utterance, drawn in the reference's order
     for b in range(batch):
         for _ in range(RULES.freq_masks):
             width = draw(RULES.freq_mask_max)
-            freq.append((b, draw(mels - width), width))
+            freq.append((draw(mels - width), width))
         widest = round(RULES.time_mask_max * int(frames[b]))
         for _ in range(RULES.time_masks):
             width = draw(widest)
-            times.append((b, draw(max(0, t_pad - width)), width))
+            times.append((draw(max(0, t_pad - width)), width))
 
-    def masked(spans: list[tuple[int, int, int]], size: int) -> torch.Tensor:
-        """(batch, size): True where any of an utterance's spans covers the position."""
-        b, start, width = torch.tensor(spans, device=x.device).T
+    def masked(spans: list[tuple[int, int]], size: int) -> torch.Tensor:
+        """(batch, size): True where any of an utterance's (equally many) spans covers the position."""
+        start, width = torch.tensor(spans, device=x.device).T
         position = torch.arange(size, device=x.device)
         cover = (position >= start[:, None]) & (position < (start + width)[:, None])  # (spans, size)
-        return torch.zeros(batch, size, dtype=torch.long, device=x.device).index_add_(0, b, cover.long()) > 0
+        return cover.view(batch, -1, size).any(1)
 
     keep = ~(masked(freq, mels)[:, :, None] | masked(times, t_pad)[:, None, :])
     return x * keep
