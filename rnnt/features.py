@@ -15,6 +15,7 @@ features every 30 ms). Output (T, B, 240) and the lengths.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -28,15 +29,23 @@ SILENCE_WINDOW = 2048  # DALI NonsilentRegion's default window
 SILENCE_DB = -60.0
 
 
+@functools.lru_cache(maxsize=64)
+def _resampler(new_rate: int) -> nn.Module:
+    """torchaudio's resampler from 16 kHz to `new_rate`, its sinc kernel built once (in float32, as
+    torchaudio.functional.resample builds it for a float32 waveform on every call: the same samples)."""
+    import torchaudio.transforms  # only training's loader perturbs
+
+    return torchaudio.transforms.Resample(RULES.sample_rate, new_rate, dtype=torch.float32)
+
+
 def speed_perturb(audio: np.ndarray, rate: float) -> np.ndarray:
     """`audio` resampled by `rate` (rounded to 1/100: a 16 kHz / (rate x 16 kHz) ratio of small integers keeps the
     resampling filter short) and played at the original rate: `rate` x the duration."""
-    import torchaudio.functional  # only training's loader perturbs
-
     new_rate = round(rate * 100) * RULES.sample_rate // 100
     if new_rate == RULES.sample_rate:
         return audio
-    return torchaudio.functional.resample(torch.from_numpy(audio), RULES.sample_rate, new_rate).numpy()
+    with torch.no_grad():
+        return _resampler(new_rate)(torch.from_numpy(audio)).numpy()
 
 
 def nonsilent(audio: np.ndarray) -> np.ndarray:

@@ -65,6 +65,16 @@ def test_speed_perturbation_scales_the_duration_and_silence_is_trimmed():
     assert 16000 <= len(trimmed) <= 16000 + 2 * 2048 and trimmed.max() == pytest.approx(0.3, rel=1e-3)
 
 
+def test_speed_perturbation_is_torchaudios_resample_sample_for_sample():
+    import torchaudio.functional
+
+    audio = np.random.default_rng(0).standard_normal(23_456).astype(np.float32) * 0.1
+    for rate in (0.85, 0.93, 1.07, 1.15, 0.93):  # 0.93 twice: the second call reuses the cached kernel
+        new_rate = round(rate * 100) * 160
+        expected = torchaudio.functional.resample(torch.from_numpy(audio), 16000, new_rate).numpy()
+        assert np.array_equal(speed_perturb(audio, rate), expected)
+
+
 def test_spec_augment_masks_at_most_the_rules_widths():
     x = torch.ones(3, 80, 200)
     frames = torch.tensor([200, 120, 40])
