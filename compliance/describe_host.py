@@ -28,7 +28,7 @@ SYSTEM_FIELDS = [
 ]
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
@@ -53,7 +53,7 @@ def describe_host() -> dict:
     desc.update({
         "submitter": "", "division": "closed", "status": "research", "system_name": name,
         "number_of_nodes": "1", "host_processors_per_node": "1",
-        "host_processor_model_name": _cpu_model(),
+        "host_processor_model_name": cpu_model(),
         "host_processor_core_count": str(len(os.sched_getaffinity(0))),
         "host_memory_capacity": _memory(), "accelerators_per_node": "0",
         "accelerator_model_name": "none (CPU)", "framework": f"PyTorch {torch.__version__}",

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compliance.check import check_log, summarize
+from compliance.describe_host import cpu_model
 from compliance.package import BENCHMARKS, Packaged, PackageError, package
 from compliance.report import ReportError, max_dropped, write_report
 
@@ -325,6 +326,34 @@ def timing_table(runs: list[Run], results: dict[Run, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# A reference figure to compare hosts by, not a predictor of a dry run's time: fp32 matmul throughput with
+# torch's default threads (one second of 1024 x 1024 products after a warm-up).
+SPEED_PROBE = """
+import time, torch
+a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+for _ in range(3):
+    a @ b
+n, start = 0, time.perf_counter()
+while time.perf_counter() - start < 1.0:
+    a @ b
+    n += 1
+print(2 * 1024 ** 3 * n / (time.perf_counter() - start) / 1e9)
+"""
+
+
+def host_line() -> str:
+    """This host's CPU model, core count and a measured fp32 matmul GFLOP/s: the same dry run's time differs by
+    2x between 2-core machines (docs/dryrun.md), and this line says which machine measured it."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", SPEED_PROBE], capture_output=True, text=True, timeout=120)
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        speed = f"fp32 matmul {float(proc.stdout.split()[-1]):.0f} GFLOP/s" if proc.returncode == 0 else \
+            f"speed probe failed ({why})"
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
+        speed = f"speed probe failed ({err})"
+    return f"host: {cpu_model()}, {os.cpu_count()} cores, {speed} (torch, 1024 x 1024, default threads)"
+
+
 def plan_runs(benches: list[str], store: Path, seed_base: int) -> list[Run]:
     return [Run(bench, i, seed_base + i - 1, store / bench / f"run_{i}")
             for bench in benches for i in range(1, BENCHMARKS[bench].result_count + 1)]
@@ -368,6 +397,8 @@ def main(argv=None) -> int:
         results = {run: result for run in runs if (result := kept(run)) is not None}
         print(timing_table(runs, results), end="")
         return 0
+    host = host_line()
+    print(host, flush=True)
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, interrupted)  # SLURM's time limit, `kill`: stop as Ctrl-C does
     signal.signal(signal.SIGINT, interrupted)
@@ -381,7 +412,8 @@ def main(argv=None) -> int:
         return 1
     failed = [run for run in runs if not finished(results[run])]
     table = timing_table(runs, results)
-    (store / "timing.md").write_text(table)
+    (store / "timing.md").write_text(f"{host} (this call's; runs kept from an earlier call were timed then)\n\n"
+                                     f"{table}")
     print(f"the runs' wall time, each measured when it ran ({store / 'timing.md'}):\n{table}")
     for run in failed:
         print(f"FAILED: {run.bench} run {run.index} (seed {run.seed}) fails the compliance checker and did not end "

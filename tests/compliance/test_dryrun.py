@@ -67,6 +67,9 @@ def test_the_slice_runs_what_is_missing_packages_all_of_it_and_scores_each_bench
     assert sorted(p.name for p in (results / "dlrm_dcnv2").iterdir()) == [f"result_{i}.txt" for i in range(10)]
     assert (store / "report" / "report.md").is_file() and (store / "report" / "gpt3_convergence.png").is_file()
     assert "DRY RUN PASSED: 2 benchmark(s), 13 runs (13 passing the checker), package checker SUCCESS" in out
+    # the host that timed the runs, with its measured speed, printed first and at the top of timing.md
+    host = re.search(r"^host: .+, \d+ cores, fp32 matmul \d+ GFLOP/s .*$", out, re.M)
+    assert host and (store / "timing.md").read_text().startswith(host.group(0))
 
 
 def test_a_second_call_reuses_every_finished_run_and_rebuilds_the_package(sliced):
@@ -157,6 +160,13 @@ def test_the_timing_table_measures_finished_benchmarks_and_estimates_the_rest(tm
     assert "| rnnt | 2 of 10 | 2 | 2 | 1.0 | 0.50 | 0.20 | ~5.0 (estimated) |" in table
     assert "| unet3d | 0 of 40 | 0 | 0 | 0.0 | - | - | - (none run yet) |" in table
     assert "| all | 5 of 53 | | | | | | ~6.5 (estimated; benchmarks with no run yet left out) |" in table
+
+
+def test_a_failing_speed_probe_is_reported_not_raised(monkeypatch):
+    from compliance import dryrun
+
+    monkeypatch.setattr(dryrun, "SPEED_PROBE", "raise SystemExit('no torch here')")
+    assert re.fullmatch(r"host: .+, \d+ cores, speed probe failed \(no torch here\) .*", dryrun.host_line())
 
 
 def test_sigterm_stops_the_run_under_way_records_nothing_and_leaves_no_process(gpt3_synthetic, tmp_path):
