@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from compliance.check import read_events, summarize
+from compliance.describe_host import host_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,12 +86,26 @@ def _quality(value) -> str:
     return "-" if value is None else f"{value:.5f}"
 
 
-def table(bench: str, results: list[dict], command: str) -> str:
+def source_version() -> str:
+    """The commit the sweep ran, and whether the tracked files differed from it."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "an unknown commit (no git)"
+    return f"commit {commit}" + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no")
+                                 else "")
+
+
+def table(bench: str, results: list[dict], command: str, host: str = "", version: str = "") -> str:
     passed = sum(r["passed"] for r in results)
     minutes = [r["minutes"] for r in results if r.get("status") == "success" and r.get("minutes")]
     lines = [f"# Smoke-run seed sweep: {bench}", "",
              f"`{command}` on {datetime.date.today().isoformat()}: `make smoke BENCH={bench}` (the CPU config on the "
-             "synthetic dataset, through run_local.sh and the official compliance checker) once per seed.", "",
+             "synthetic dataset, through run_local.sh and the official compliance checker) once per seed"
+             + (f", at {version}" if version else "") + "." + (f" {host[0].upper()}{host[1:]}." if host else ""), "",
              f"**{passed}/{len(results)} seeds reached the target and passed the checker.**"
              + (f" Time to target: median {statistics.median(minutes):.2f} min, range {min(minutes):.2f}-"
                 f"{max(minutes):.2f} min (2 CPU cores, shared)." if minutes else ""), "",
@@ -119,6 +134,8 @@ def main(argv=None) -> int:
         parser.error(f"{args.bench}: no benchmark folder with a train.py")
     store = REPO_ROOT / "results" / "sweep" / args.bench
     store.mkdir(parents=True, exist_ok=True)
+    host, version = host_line(), source_version()
+    print(f"{host}; {version}", flush=True)
     results, spent = [], []
     for i, seed in enumerate(seeds, 1):
         saved = store / f"seed_{seed}.json"
@@ -137,7 +154,7 @@ def main(argv=None) -> int:
     command = f"python3 -m common.sweep {args.bench} --seeds {args.seeds}"
     out = args.out or REPO_ROOT / "docs" / "sweeps" / f"{args.bench}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table(args.bench, results, command))
+    out.write_text(table(args.bench, results, command, host, version))
     print(f"wrote {out}")
     return 0 if passed == len(results) else 1
 

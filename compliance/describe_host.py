@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -35,6 +37,35 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+# A reference figure to compare hosts by, not a predictor of a dry run's time: fp32 matmul throughput with
+# torch's default threads (one second of 1024 x 1024 products after a warm-up).
+SPEED_PROBE = """
+import time, torch
+a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+for _ in range(3):
+    a @ b
+n, start = 0, time.perf_counter()
+while time.perf_counter() - start < 1.0:
+    a @ b
+    n += 1
+print(2 * 1024 ** 3 * n / (time.perf_counter() - start) / 1e9)
+"""
+
+
+def host_line() -> str:
+    """This host's CPU model, core count and a measured fp32 matmul GFLOP/s, for the timings of CPU runs (the dry
+    run, seed sweeps): the same dry run's time differs by 2x between 2-core machines (docs/dryrun.md), and this
+    line says which machine measured it."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", SPEED_PROBE], capture_output=True, text=True, timeout=120)
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        speed = f"fp32 matmul {float(proc.stdout.split()[-1]):.0f} GFLOP/s" if proc.returncode == 0 else \
+            f"speed probe failed ({why})"
+    except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
+        speed = f"speed probe failed ({err})"
+    return f"host: {cpu_model()}, {os.cpu_count()} cores, {speed} (torch, 1024 x 1024, default threads)"
 
 
 def _memory() -> str:

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compliance.check import check_log, summarize
-from compliance.describe_host import cpu_model
+from compliance.describe_host import host_line
 from compliance.package import BENCHMARKS, Packaged, PackageError, package
 from compliance.report import ReportError, max_dropped, write_report
 
@@ -324,34 +324,6 @@ def timing_table(runs: list[Run], results: dict[Run, dict]) -> str:
     lines.append(f"| all | {sum(run in results for run in runs)} of {len(runs)} | | | | | | "
                  f"{'~' if estimated else ''}{total:.1f}{note} |")
     return "\n".join(lines) + "\n"
-
-
-# A reference figure to compare hosts by, not a predictor of a dry run's time: fp32 matmul throughput with
-# torch's default threads (one second of 1024 x 1024 products after a warm-up).
-SPEED_PROBE = """
-import time, torch
-a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-for _ in range(3):
-    a @ b
-n, start = 0, time.perf_counter()
-while time.perf_counter() - start < 1.0:
-    a @ b
-    n += 1
-print(2 * 1024 ** 3 * n / (time.perf_counter() - start) / 1e9)
-"""
-
-
-def host_line() -> str:
-    """This host's CPU model, core count and a measured fp32 matmul GFLOP/s: the same dry run's time differs by
-    2x between 2-core machines (docs/dryrun.md), and this line says which machine measured it."""
-    try:
-        proc = subprocess.run([sys.executable, "-c", SPEED_PROBE], capture_output=True, text=True, timeout=120)
-        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        speed = f"fp32 matmul {float(proc.stdout.split()[-1]):.0f} GFLOP/s" if proc.returncode == 0 else \
-            f"speed probe failed ({why})"
-    except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
-        speed = f"speed probe failed ({err})"
-    return f"host: {cpu_model()}, {os.cpu_count()} cores, {speed} (torch, 1024 x 1024, default threads)"
 
 
 def plan_runs(benches: list[str], store: Path, seed_base: int) -> list[Run]:

@@ -1,6 +1,7 @@
 """The seed sweep's command line, its resumption and its table (the runs themselves are `make smoke`)."""
 import argparse
 import json
+import re
 
 import pytest
 
@@ -44,3 +45,13 @@ def test_a_run_that_ended_before_its_first_evaluation_is_described_and_tabled():
                "minutes": 1.8, "evals": 0, "quality": None, "epoch_num": None, "checker": "FAILED"}
     assert "did NOT reach the target, quality - at epoch_num - (0 evals)" in describe(aborted)
     assert "| 5 | FAILED (aborted) | 0 | - | - | 1.80 |" in table("maskrcnn", [aborted], "cmd")
+
+
+def test_the_table_names_the_commit_and_the_host_that_measured_it():
+    from common.sweep import source_version, table
+    version = source_version()
+    assert re.fullmatch(r"commit [0-9a-f]{7,}( with uncommitted changes)?", version), version
+    done = {"seed": 1, "passed": True, "wall_s": 60.0, "log": "x/sweep_1.log", "status": "success", "minutes": 0.9,
+            "evals": 3, "quality": 0.5, "epoch_num": 3, "checker": "SUCCESS"}
+    text = table("rnnt", [done], "cmd", "host: Some CPU, 2 cores, fp32 matmul 400 GFLOP/s (torch)", version)
+    assert f"once per seed, at {version}. Host: Some CPU, 2 cores, fp32 matmul 400 GFLOP/s (torch)." in text

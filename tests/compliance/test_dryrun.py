@@ -163,10 +163,10 @@ def test_the_timing_table_measures_finished_benchmarks_and_estimates_the_rest(tm
 
 
 def test_a_failing_speed_probe_is_reported_not_raised(monkeypatch):
-    from compliance import dryrun
+    from compliance import describe_host
 
-    monkeypatch.setattr(dryrun, "SPEED_PROBE", "raise SystemExit('no torch here')")
-    assert re.fullmatch(r"host: .+, \d+ cores, speed probe failed \(no torch here\) .*", dryrun.host_line())
+    monkeypatch.setattr(describe_host, "SPEED_PROBE", "raise SystemExit('no torch here')")
+    assert re.fullmatch(r"host: .+, \d+ cores, speed probe failed \(no torch here\) .*", describe_host.host_line())
 
 
 def test_sigterm_stops_the_run_under_way_records_nothing_and_leaves_no_process(gpt3_synthetic, tmp_path):
