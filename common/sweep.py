@@ -87,7 +87,7 @@ def _quality(value) -> str:
 
 
 def source_version() -> str:
-    """The commit the sweep ran, and whether the tracked files differed from it."""
+    """The commit the sweep ran, and whether tracked files other than docs/ (where sweep tables go) differed."""
     def git(*args: str) -> str:
         proc = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True)
         return proc.stdout.strip() if proc.returncode == 0 else ""
@@ -95,8 +95,8 @@ def source_version() -> str:
     commit = git("rev-parse", "--short", "HEAD")
     if not commit:
         return "an unknown commit (no git)"
-    return f"commit {commit}" + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no")
-                                 else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs")
+    return f"commit {commit}" + (" with uncommitted changes" if changed else "")
 
 
 def table(bench: str, results: list[dict], command: str, host: str = "", version: str = "") -> str:
