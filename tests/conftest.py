@@ -118,8 +118,8 @@ def maskrcnn_synthetic(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def maskrcnn_smoke(maskrcnn_synthetic, tmp_path_factory):
-    # A fixed seed of the sweep (docs/sweeps/maskrcnn.md): seed 1123264831 drawn at random diverged, its cause
-    # is still open, and a random draw must not decide CI.
+    # A fixed seed of the sweep (docs/sweeps/maskrcnn.md; 2 evaluations): seed 1123264831, drawn at random on the
+    # former synthetic set, diverged there, its cause is still open, and a random draw must not decide CI.
     return smoke_run("maskrcnn", MASKRCNN_CPU_CONFIG, maskrcnn_synthetic, tmp_path_factory.mktemp("maskrcnn-results"),
                      SEED="3")
 
@@ -143,8 +143,8 @@ def rnnt_synthetic(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def rnnt_smoke(rnnt_synthetic, tmp_path_factory):
-    # Seed 3 of the sweep (docs/sweeps/rnnt.md) reaches the target at epoch 7; a CPU run of one seed repeats its
-    # WER trace exactly, so CI's time is known rather than drawn.
+    # Seed 3 of the sweep (docs/sweeps/rnnt.md) reaches the target at epoch 9, as most seeds (8-12); a CPU run of
+    # one seed repeats its WER trace exactly on one machine, so CI's time is known rather than drawn.
     return smoke_run("rnnt", RNNT_CPU_CONFIG, rnnt_synthetic, tmp_path_factory.mktemp("rnnt-results"), SEED="3")
 
 
