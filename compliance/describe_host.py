@@ -59,10 +59,11 @@ def host_line() -> str:
     run, seed sweeps): the same dry run's time differs by 2x between 2-core machines (docs/dryrun.md), and this
     line says which machine measured it."""
     try:
-        proc = subprocess.run([sys.executable, "-c", SPEED_PROBE], capture_output=True, text=True, timeout=120)
-        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        speed = f"fp32 matmul {float(proc.stdout.split()[-1]):.0f} GFLOP/s" if proc.returncode == 0 else \
-            f"speed probe failed ({why})"
+        proc = subprocess.run([sys.executable, "-c", SPEED_PROBE], capture_output=True, text=True, timeout=120,
+                              check=True)
+        speed = f"fp32 matmul {float(proc.stdout.split()[-1]):.0f} GFLOP/s"
+    except subprocess.CalledProcessError as err:
+        speed = f"speed probe failed ({(err.stderr.strip().splitlines() or [f'exit status {err.returncode}'])[-1]})"
     except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
         speed = f"speed probe failed ({err})"
     return f"host: {cpu_model()}, {os.cpu_count()} cores, {speed} (torch, 1024 x 1024, default threads)"

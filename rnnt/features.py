@@ -44,8 +44,7 @@ def speed_perturb(audio: np.ndarray, rate: float) -> np.ndarray:
     new_rate = round(rate * 100) * RULES.sample_rate // 100
     if new_rate == RULES.sample_rate:
         return audio
-    with torch.no_grad():
-        return _resampler(new_rate)(torch.from_numpy(audio)).numpy()
+    return _resampler(new_rate)(torch.from_numpy(audio)).numpy()
 
 
 def nonsilent(audio: np.ndarray) -> np.ndarray:
