@@ -10,17 +10,24 @@ Backend: NCCL on GPUs, gloo on CPUs.
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import re
 import secrets
+import sys
+import traceback
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping, NoReturn
 
 import torch
 import torch.distributed as dist
 
 DEFAULT_MASTER_PORT = 29500
+
+# Whether this process ever joined a process group: its backend's threads then outlive
+# destroy_process_group (see exit_after).
+_group_started = False
 
 
 @dataclass(frozen=True)
@@ -109,9 +116,11 @@ def init_distributed(denv: DistEnv, device: torch.device, timeout_s: int = DEFAU
     """Join the process group. `timeout_s` bounds every collective's wait for the other ranks: a hung rank
     fails the run after it, instead of after PyTorch's 30 minutes of the whole allocation (a dead one is
     seen sooner: its connections close, and the launcher ends the rest)."""
+    global _group_started
     if denv.world_size == 1:
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
+    _group_started = True
     dist.init_process_group(backend=backend, rank=denv.rank, world_size=denv.world_size,
                             init_method=f"tcp://{denv.master_addr}:{denv.master_port}",
                             timeout=datetime.timedelta(seconds=timeout_s),
@@ -121,7 +130,9 @@ def init_distributed(denv: DistEnv, device: torch.device, timeout_s: int = DEFAU
 def ensure_process_group(device: torch.device) -> None:
     """A one-rank process group when none was started (a single process): for code that always needs
     one (DeviceMesh, TorchRec's DistributedModelParallel), so one process runs the same path as many."""
+    global _group_started
     if not dist.is_initialized():
+        _group_started = True
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(),
                                 rank=0, world_size=1)
 
@@ -140,6 +151,40 @@ def start(denv: DistEnv, device_choice: str, seed: int | None, timeout_s: int = 
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_after(main: Callable[[], int | None]) -> NoReturn:
+    """Run a training entry point and leave the process with its exit code (an exception: its traceback, 1).
+
+    A process that joined a process group leaves by `os._exit` after the `atexit` handlers (logging's
+    flush and close, multiprocessing's reaping of DataLoader workers), without interpreter finalization:
+    destroy_process_group does not join gloo's threads (`gloo_tcp_loop`, `pt_gloo_runloop`), and one
+    that drops its last reference to a finished work object during Py_FinalizeEx frees a tensor, which
+    takes the GIL, which finalization answers by ending the thread inside a noexcept destructor:
+    `terminate called without an active exception`, SIGABRT, after run_stop had logged success
+    (gdb: `c10d::ProcessGroupGloo::runLoop` -> `decref_pyobject` -> `gil_scoped_acquire` ->
+    `PyThread_exit_thread`; pytorch/pytorch#179291). A 2-rank gloo run aborted so in 5-14 of 50 runs;
+    bert's two-process CI test failed on it. A process that never joined one exits normally."""
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code
+    except BaseException:
+        if not _group_started:
+            raise
+        traceback.print_exc()
+        code = 1
+    if not _group_started:
+        raise SystemExit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # SystemExit("message"): printed, exit status 1, as Python does
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
