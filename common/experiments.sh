@@ -3,7 +3,8 @@
 #   LAUNCHER=srun|local mlperf_experiments
 #
 # Runs NEXP timed experiments of the benchmark in BENCH_DIR. Each experiment
-# clears the page cache (and logs cache_clear), runs ./run_and_time.sh —
+# clears the page cache (not with CLEAR_CACHES=0, the CPU dry run's setting) and logs
+# cache_clear, runs ./run_and_time.sh —
 # through srun, one task per GPU, in the container $CONT when it is set, or
 # directly on this node — tees everything into $LOGDIR/<DATESTAMP>_<i>.log and
 # runs the official compliance checker (ruleset 3.0.0) on that log. Every
@@ -22,6 +23,11 @@ _mlperf_srun() {
 
 _mlperf_clear_caches() {
     local cleared=false
+    if [[ "${CLEAR_CACHES:-1}" == 0 ]]; then  # the CPU dry run's synthetic runs (compliance.dryrun); never a result
+        echo "CLEAR_CACHES=0: the page cache is not dropped; logging cache_clear=false"
+        _mlperf_log_cache_clear false
+        return
+    fi
     local drop='sync && if [[ $(id -u) -eq 0 ]]; then echo 3 > /proc/sys/vm/drop_caches; else sudo -n /sbin/sysctl -q vm.drop_caches=3; fi'
     if [[ "${LAUNCHER}" == srun ]]; then
         srun --ntasks="${SLURM_JOB_NUM_NODES}" --ntasks-per-node=1 bash -c "${drop}" 2>/dev/null && cleared=true
@@ -30,10 +36,14 @@ _mlperf_clear_caches() {
     fi
     [[ "${cleared}" == true ]] ||
         echo "WARNING: could not drop the page cache (needs root or sudo); logging cache_clear=false"
+    _mlperf_log_cache_clear "${cleared}"
+}
+
+_mlperf_log_cache_clear() {
     if [[ "${LAUNCHER}" == srun ]]; then
-        _mlperf_srun --ntasks=1 python3 -m common.mlperf_log cache_clear "${cleared}"
+        _mlperf_srun --ntasks=1 python3 -m common.mlperf_log cache_clear "$1"
     else
-        python3 -m common.mlperf_log cache_clear "${cleared}"
+        python3 -m common.mlperf_log cache_clear "$1"
     fi
 }
 

@@ -55,6 +55,9 @@ def test_the_slice_runs_what_is_missing_packages_all_of_it_and_scores_each_bench
         for index in (1, 2):
             assert f"{bench} run {index} of {count} (seed {index}): run_stop success" in out
             assert json.loads((store / bench / f"run_{index}" / "result.json").read_text())["checker_passed"]
+            # CLEAR_CACHES=0: the page cache was left alone, and the log says so
+            log = (store / bench / f"run_{index}" / f"{DATESTAMP}_1.log").read_text()
+            assert '"key": "cache_clear", "value": false' in log and '"cache_clear", "value": true' not in log
         assert out.count(f"of {count} (seed") == count
         assert f"| {BENCHMARKS[bench].mlperf_name} | {count} | {count} | bypassed (dry run" in out  # runs, converged
     assert out.count("(kept from an earlier dry run)") == sum(n - 2 for n in SLICE.values())

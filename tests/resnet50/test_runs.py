@@ -1,4 +1,5 @@
 """End-to-end CPU runs of the real ResNet-50 through run_and_time.sh (minutes)."""
+import os
 import subprocess
 import sys
 import time
@@ -30,7 +31,10 @@ def test_cpu_runs_reach_the_target_and_pass_the_compliance_checker(resnet_cpu_ex
         assert (run.benchmark, run.status, run.synthetic) == ("resnet", "success", True)
         assert 0.759 <= accuracies(log)[-1] < 1.0
         text = log.read_text()
-        assert "cache_clear" in text and "RESULT,resnet," in text
+        assert "RESULT,resnet," in text
+        # the page cache dropped before each experiment (as root; otherwise the loop warns and logs false)
+        cleared = "true" if os.geteuid() == 0 else "false"
+        assert f'"key": "cache_clear", "value": {cleared}' in text
     assert len({summarize(log).seed for log in logs}) == 2
 
 

@@ -9,10 +9,10 @@ fault in an image can only be found when the loader reads it (1.17M images are n
 batch here: the run ends with run_stop `aborted`, its log complete. Every error names the file and what it should
 hold; the fault table (tests/faults.py) gets a row per case.
 
-"truncated image" reads through the config's loader worker (DATALOADER_WORKERS=1), whose error reaches the run
-wrapped in the worker's traceback, the message last; the other image cases read in the process
-(DATALOADER_WORKERS=0): after a worker's error PyTorch's loader waits 5 s for the worker when it is collected
-(not at a process's exit), which would be most of this file's time.
+"truncated image" reads through a loader worker (DATALOADER_WORKERS=1, as the GPU configs' workers do), whose
+error reaches the run wrapped in the worker's traceback, the message last; the other image cases read in the
+process (DATALOADER_WORKERS=0, the CPU config's): after a worker's error PyTorch's loader waits 5 s for the
+worker when it is collected (not at a process's exit), which would be most of this file's time.
 
 Not applicable to this layout (json, JPEGs, one torch file; no arrays on disk): "wrong dtype" and "wrong shape" of
 a stored array. Their counterparts here are a json size of the wrong type, a 16-bit image and an integer backbone
@@ -166,8 +166,7 @@ def own_message(error: BaseException) -> str:
 @pytest.mark.parametrize("case, target, corrupt, error, message, where", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_named_with_the_file_and_what_it_should_hold(tiny, tmp_path, monkeypatch, case, target,
                                                                    corrupt, error, message, where):
-    if case != IN_WORKER:
-        monkeypatch.setenv("DATALOADER_WORKERS", "0")
+    monkeypatch.setenv("DATALOADER_WORKERS", "1" if case == IN_WORKER else "0")
     root = shutil.copytree(tiny, tmp_path / "data", copy_function=os.link)
     corrupt(root / target)
     log = tmp_path / "run.log"
