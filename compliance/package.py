@@ -18,7 +18,9 @@ same benchmark and node count where there is one (`NVIDIA_SCORES`).
 
 Logs of runs on synthetic data are refused unless `--dry-run` is given, and
 so is a log of this code without `data_synthetic` (compliance.check's
-DATA_SYNTHETIC_LOGGED: it was cut or edited); a dry
+DATA_SYNTHETIC_LOGGED: it was cut or edited), and so is a log whose
+`cache_clear` is not true (the page cache was not dropped before it ran:
+CLEAR_CACHES=0, or neither root nor sudo); a dry
 run marks the system description as such and bypasses the RCP check, which
 synthetic convergence cannot meet. `--system host` describes this machine.
 A dry run whose tree fails only on a synthetic waiver of compliance.check
@@ -109,6 +111,9 @@ def validate_logs(logs: list[Path], spec: BenchmarkSpec, org: str, dry_run: bool
         if run.synthetic and not dry_run:
             raise PackageError(f"{log}: this run trained on synthetic data and can never be a result; "
                                "pass --dry-run to package it as a dry run")
+        if run.cache_clear is not True and not dry_run:
+            raise PackageError(f"{log}: cache_clear is {run.cache_clear!r}: the page cache was not dropped before "
+                               "this run (CLEAR_CACHES=0, or neither root nor sudo); a result needs it dropped")
         if run.seed in seeds:
             raise PackageError(f"{log}: seed {run.seed} already used by {seeds[run.seed]}")
         seeds[run.seed] = log

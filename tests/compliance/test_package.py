@@ -195,3 +195,28 @@ def test_a_run_stopped_on_purpose_after_its_first_evaluations_is_never_packaged(
     assert proc.returncode == 2, proc.stdout[-2000:]
     assert f"{stopped}: a run cut short after 1 evaluation(s) on purpose (STOP_AFTER_EVALS" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def as_real_run(log, out, cache_clear: bool):
+    """A copy of `log` as if it had trained on real data (data_synthetic false), with the launcher's cache_clear."""
+    text = log.read_text()
+    assert text.count('"key": "data_synthetic", "value": true') == 1
+    text = text.replace('"key": "data_synthetic", "value": true', '"key": "data_synthetic", "value": false')
+    text, count = re.subn(r'("key": "cache_clear", "value": )(true|false)', rf"\g<1>{str(cache_clear).lower()}", text)
+    assert count == 1
+    out.write_text(text)
+    return out
+
+
+def test_a_result_whose_page_cache_was_not_dropped_is_refused_and_a_dry_run_is_not(five_logs, tmp_path):
+    system = str(REPO / "compliance" / "systems" / "dgxh100_n1.json")
+    logs = [as_real_run(five_logs[0], tmp_path / "kept.log", cache_clear=False),
+            *(as_real_run(log, tmp_path / f"real_{i}.log", cache_clear=True) for i, log in enumerate(five_logs[1:]))]
+    proc = package(logs, tmp_path / "out", "--system", system)
+    assert proc.returncode == 2
+    assert "kept.log: cache_clear is False: the page cache was not dropped before this run" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    # the same five with the cache dropped get past that check (whatever the checkers then say of CPU runs)
+    logs[0] = as_real_run(five_logs[0], tmp_path / "dropped.log", cache_clear=True)
+    proc = package(logs, tmp_path / "out2", "--system", system)
+    assert "cache_clear" not in proc.stderr, proc.stderr[-2000:]
