@@ -181,6 +181,12 @@ def exit_after(main: Callable[[], int | None]) -> NoReturn:
     elif not isinstance(code, int):  # SystemExit("message"): printed, exit status 1, as Python does
         print(code, file=sys.stderr)
         code = 1
+    leave(code)
+
+
+def leave(code: int) -> NoReturn:
+    """Exit now with `code` after the `atexit` handlers and a flush of stdio, without interpreter finalization
+    (where gloo's threads abort a process: see `exit_after`); also for workers that join a group themselves."""
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -51,7 +51,7 @@ class RunSummary:
     stop_after_evals: int = 0  # STOP_AFTER_EVALS: a run cut short on purpose after that many evaluations
     malformed_lines: tuple = ()  # numbers of MLLOG lines whose JSON does not parse
     run_started: bool = False
-    cache_clear: object = None  # the launcher's cache_clear value: True when the page cache was dropped
+    cache_clear: bool | None = None  # the launcher's cache_clear value: True when the page cache was dropped
 
     def integrity_error(self) -> str | None:
         """Why the log is not whole: an MLLOG line cut or edited, or a run that started and has no run_stop."""
