@@ -8,6 +8,7 @@ import torch
 import torch.distributed as torch_dist
 from torch.distributed.tensor import DTensor
 
+from common.step import optimizer_kernels
 from gpt3.config import RULES
 from gpt3.parallelize import tied_copies
 
@@ -22,10 +23,8 @@ def build_optimizer(modules, device: torch.device) -> torch.optim.Optimizer:
     for module in modules:
         for p in module.parameters():
             groups.setdefault(p.device_mesh if isinstance(p, DTensor) else None, []).append(p)
-    cuda = device.type == "cuda"
     return torch.optim.AdamW([{"params": ps} for ps in groups.values()], lr=0.0, betas=RULES.adam_betas,
-                             eps=RULES.adam_eps, weight_decay=RULES.weight_decay,
-                             fused=cuda or None, foreach=None if cuda else False)
+                             eps=RULES.adam_eps, weight_decay=RULES.weight_decay, **optimizer_kernels(device))
 
 
 @torch.no_grad()

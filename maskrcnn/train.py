@@ -29,7 +29,7 @@ from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
 from common.precision import Precision
 from common.session import RunPlan, Session
-from common.step import TrainStep
+from common.step import TrainStep, optimizer_kernels
 from maskrcnn import data
 from maskrcnn.config import RULES, MaskRCNNConfig
 from maskrcnn.evaluate import Evaluator
@@ -98,7 +98,8 @@ def seeded_loss(model: nn.Module, seed: int):
 
 def build_step(model: nn.Module, cfg: MaskRCNNConfig, precision: Precision, device: torch.device,
                seed: int = 0) -> TrainStep:
-    optimizer = torch.optim.SGD(optimizer_groups(model), lr=cfg.base_lr, momentum=RULES.momentum)
+    optimizer = torch.optim.SGD(optimizer_groups(model), lr=cfg.base_lr, momentum=RULES.momentum,
+                                **optimizer_kernels(device))
     return TrainStep(model, optimizer, seeded_loss(model, seed), precision=precision, device=device,
                      count=lambda batch: len(batch[0]), lr=warmup_multistep_lr(cfg))
 

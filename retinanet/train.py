@@ -26,7 +26,7 @@ from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
 from common.precision import Precision
 from common.session import RunPlan, Session
-from common.step import TrainStep
+from common.step import TrainStep, optimizer_kernels
 from retinanet import data
 from retinanet.config import RULES, RetinaNetConfig
 from retinanet.evaluate import evaluate
@@ -65,7 +65,8 @@ def warmup_lr(cfg: RetinaNetConfig, steps_per_epoch: int):
 
 def build_step(model: nn.Module, cfg: RetinaNetConfig, precision: Precision, device: torch.device,
                steps_per_epoch: int) -> TrainStep:
-    optimizer = torch.optim.Adam(trainable_parameters(model), lr=cfg.lr, weight_decay=RULES.weight_decay)
+    optimizer = torch.optim.Adam(trainable_parameters(model), lr=cfg.lr, weight_decay=RULES.weight_decay,
+                                 **optimizer_kernels(device))
     return TrainStep(model, optimizer, lambda batch: loss(model, *batch), precision=precision, device=device,
                      count=lambda batch: len(batch[0]), lr=warmup_lr(cfg, steps_per_epoch))
 

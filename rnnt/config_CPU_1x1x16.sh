@@ -1,7 +1,8 @@
 # CPU dry run of the same code on the synthetic dataset (make smoke BENCH=rnnt):
 # 1 node x 1 process x 16 utterances; the debug model (encoder LSTMs 1 + 1 layers of 128, prediction LSTM 1 x 64,
 # joint 64) with the synthetic set's tokenizer. 2,047 training utterances / 16 = 127 steps per epoch; every epoch the
-# EMA weights decode the 2,703 dev-clean utterances (~4-5 s of a 15-20 s epoch on 2 cores). Sweep
+# EMA weights decode the 2,703 dev-clean utterances (read at the first evaluation, then replayed from memory: ~2 s
+# of a ~10 s epoch on 2 cores). Sweep
 # (docs/sweeps/rnnt.md, 2026-12-04, a 2-core Intel Xeon): all of seeds 1-20 reached WER <= 0.058, at epochs 7-17,
 # median 1.38 min. The sweep of older code on an AMD machine (2026-12-02) had 19 of 20 at epochs 7-13 and seed 10
 # left the WER-1.0 plateau late, ending at 0.076 after 20 epochs; in the 2026-12-03 dry run (AMD) it did again.

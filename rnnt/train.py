@@ -171,7 +171,8 @@ def main(argv=None) -> int:
                       persistent_workers=s.runtime.num_workers > 0)
         train_loader = DataLoader(data.TrainUtterances(train, s.seed), batch_sampler=sampler, **common)
         shard = Subset(data.EvalUtterances(val), data.eval_shard(val, s.rank, s.world_size))
-        eval_loader = DataLoader(shard, batch_size=cfg.eval_batch_size, shuffle=False, **common)
+        # read at the first evaluation, replayed from memory at the others (same batches; dither is drawn later)
+        eval_batches = loader.Replay(DataLoader(shard, batch_size=cfg.eval_batch_size, shuffle=False, **common))
         epoch_steps = steps_per_epoch(cfg, s.world_size, len(train))
         if (len(sampler) // cfg.accumulation, sampler.samples_per_epoch) != (epoch_steps, plan.train_samples):
             raise RuntimeError(f"the sampler has {len(sampler)} batches ({sampler.samples_per_epoch} utterances) per "
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
         transfer = lambda batch: to_device(batch, s.device)  # noqa: E731
         s.train_to_target(plan, build_step(model, raw, features, cfg, s, ema, epoch_steps),
                           loader.on_device(loader.epochs(train_loader), transfer),
-                          lambda: word_error_rate(ema.model, features, loader.on_device(eval_loader, transfer),
+                          lambda: word_error_rate(ema.model, features, loader.on_device(eval_batches, transfer),
                                                   tokenizer, s.device))
     return s.exit_code
 

@@ -28,7 +28,7 @@ from common.mlperf_log import constants
 from common.parallelize import parallelize_ddp, unwrap
 from common.precision import Precision
 from common.session import RunPlan, Session
-from common.step import TrainStep
+from common.step import TrainStep, optimizer_kernels
 from unet3d import data
 from unet3d.config import RULES, UNet3DConfig, steps_per_epoch
 from unet3d.evaluate import Evaluator
@@ -68,7 +68,8 @@ def learning_rate(cfg: UNet3DConfig, steps_per_epoch: int):
 def build_step(model: nn.Module, cfg: UNet3DConfig, precision: Precision, device: torch.device,
                steps_per_epoch: int) -> TrainStep:
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                nesterov=cfg.optimizer == "nag", weight_decay=cfg.weight_decay)
+                                nesterov=cfg.optimizer == "nag", weight_decay=cfg.weight_decay,
+                                **optimizer_kernels(device))
     return TrainStep(model, optimizer, lambda batch: dice_ce_loss(model(batch[0]), batch[1]), precision=precision,
                      device=device, count=lambda batch: len(batch[0]), lr=learning_rate(cfg, steps_per_epoch))
 

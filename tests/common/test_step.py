@@ -114,3 +114,32 @@ def test_replicated_ranks_count_each_sample_once():
     monitor.add(None, 8)  # a pipeline stage without the head
     stats = monitor.drain()
     assert stats.samples == 4 and stats.mean_loss == 1.0
+
+
+def test_optimizer_kernels_fuse_on_a_gpu_and_loop_over_the_parameters_on_the_cpu():
+    assert step_module.optimizer_kernels(torch.device("cuda", 3)) == {"fused": True}
+    assert step_module.optimizer_kernels(CPU) == {"foreach": False}
+
+
+@pytest.mark.parametrize("bench", ["retinanet", "maskrcnn", "unet3d"])
+def test_each_benchmarks_cpu_step_loops_over_its_parameters_and_its_optimizer_takes_the_gpu_kernels(bench):
+    """The CPU config's step builds its optimizer with the loop its seed sweeps were measured with; the same
+    optimizer settings with `fused=True` (what a GPU gets) are accepted by torch (checked on CPU parameters,
+    which torch's fused Adam and SGD also take)."""
+    import importlib
+    import pathlib
+
+    from common.config import RuntimeConfig, SystemConfig, load_configs
+
+    train = importlib.import_module(f"{bench}.train")
+    bench_dir = pathlib.Path(train.__file__).parent
+    cfg, *_ = load_configs(next(bench_dir.glob("config_CPU_*.sh")), train.RUN_CONFIG, SystemConfig, RuntimeConfig,
+                           environ={})
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+    args = {"retinanet": (10,), "maskrcnn": (), "unet3d": (10,)}[bench]
+    optimizer = train.build_step(model, cfg, FP32, CPU, *args).optimizer
+    assert optimizer.defaults["foreach"] is False and not optimizer.defaults.get("fused")
+    settings = {k: v for k, v in optimizer.defaults.items() if k not in ("foreach", "fused", "differentiable")}
+    gpu_like = type(optimizer)(optimizer.param_groups, **settings, fused=True)
+    assert gpu_like.defaults["fused"] is True

@@ -55,6 +55,40 @@ def test_log_mel_is_torchaudios_mel_spectrogram_of_the_dithered_pre_emphasised_a
     torch.testing.assert_close(x, expected, atol=2e-4, rtol=1e-4)
 
 
+def direct_log_mel(features, audio, lengths):
+    """Features.log_mel as its docstring states it, one full-size operation per step (its code until 2026-12-08:
+    the tail masked by multiplication, pre-emphasis by concatenation, out-of-place squares)."""
+    mask = torch.arange(audio.shape[1])[None] < lengths[:, None]
+    audio = audio + 1e-5 * torch.randn_like(audio) * mask
+    audio = torch.cat([audio[:, :1] * (1 - 0.97), audio[:, 1:] - 0.97 * audio[:, :-1]], dim=1) * mask
+    spec = torch.stft(audio, 512, 160, 320, features.window, center=True, pad_mode="reflect", return_complex=True)
+    x = torch.log(torch.clamp(torch.matmul(features.fbanks.T, spec.real ** 2 + spec.imag ** 2), min=1e-20))
+    frames = lengths // 160 + 1
+    valid = (torch.arange(x.shape[2])[None] < frames[:, None])[:, None]
+    count = frames[:, None, None].to(x.dtype)
+    mean = (x * valid).sum(2, keepdim=True) / count
+    std = ((((x - mean) * valid) ** 2).sum(2, keepdim=True) / count).sqrt()
+    return (x - mean) / std.clamp(min=1e-20) * valid, frames
+
+
+def test_log_mel_equals_the_direct_formula_bit_for_bit_on_a_padded_batch():
+    """The fewer-pass log_mel computes the same bits (so the seed sweeps of docs/sweeps/rnnt.md still hold), on a
+    batch whose utterances end at different lengths (the padding, and the sample after each end, masked)."""
+    rng = np.random.default_rng(0)
+    lengths = torch.tensor([16000, 9999, 12345, 161, 16000, 4000])
+    audio = torch.zeros(len(lengths), int(lengths.max()))
+    for b, n in enumerate(lengths.tolist()):
+        audio[b, :n] = torch.from_numpy((0.3 * rng.standard_normal(n)).astype(np.float32))
+    features = Features()
+    torch.manual_seed(11)
+    x, frames = features.log_mel(audio, lengths)
+    torch.manual_seed(11)
+    expected, expected_frames = direct_log_mel(features, audio, lengths)
+    assert torch.equal(frames, expected_frames)
+    assert torch.equal(x, expected)
+    assert x.abs().sum() > 0
+
+
 def test_speed_perturbation_scales_the_duration_and_silence_is_trimmed():
     audio = tone(1.0)
     assert len(speed_perturb(audio, 1.15)) == pytest.approx(1.15 * 16000, abs=2)  # slower: longer
