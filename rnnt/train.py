@@ -171,8 +171,10 @@ def main(argv=None) -> int:
                       persistent_workers=s.runtime.num_workers > 0)
         train_loader = DataLoader(data.TrainUtterances(train, s.seed), batch_sampler=sampler, **common)
         shard = Subset(data.EvalUtterances(val), data.eval_shard(val, s.rank, s.world_size))
-        # read at the first evaluation, replayed from memory at the others (same batches; dither is drawn later)
-        eval_batches = loader.Replay(DataLoader(shard, batch_size=cfg.eval_batch_size, shuffle=False, **common))
+        # read at the first evaluation, replayed from memory at the others (same batches; dither is drawn later),
+        # so its worker ends with that first pass instead of idling for the rest of the run
+        eval_batches = loader.Replay(DataLoader(shard, batch_size=cfg.eval_batch_size, shuffle=False,
+                                                **{**common, "persistent_workers": False}))
         epoch_steps = steps_per_epoch(cfg, s.world_size, len(train))
         if (len(sampler) // cfg.accumulation, sampler.samples_per_epoch) != (epoch_steps, plan.train_samples):
             raise RuntimeError(f"the sampler has {len(sampler)} batches ({sampler.samples_per_epoch} utterances) per "

@@ -1,5 +1,7 @@
 """The one training step: learning rate, micro-batches with gradient sync on the last only, loss checks."""
+import importlib
 import itertools
+import pathlib
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from common import dist, step as step_module
+from common.config import RuntimeConfig, SystemConfig, load_configs
 from common.precision import Precision
 from common.step import DataExhausted, LossMonitor, NonFiniteLoss, TrainStep, gradient_sync
 
@@ -126,11 +129,6 @@ def test_each_benchmarks_cpu_step_loops_over_its_parameters_and_its_optimizer_ta
     """The CPU config's step builds its optimizer with the loop its seed sweeps were measured with; the same
     optimizer settings with `fused=True` (what a GPU gets) are accepted by torch (checked on CPU parameters,
     which torch's fused Adam and SGD also take)."""
-    import importlib
-    import pathlib
-
-    from common.config import RuntimeConfig, SystemConfig, load_configs
-
     train = importlib.import_module(f"{bench}.train")
     bench_dir = pathlib.Path(train.__file__).parent
     cfg, *_ = load_configs(next(bench_dir.glob("config_CPU_*.sh")), train.RUN_CONFIG, SystemConfig, RuntimeConfig,
